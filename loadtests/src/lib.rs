@@ -1,0 +1,7 @@
+//! Load generation and benchmarks for Causeway.
+//!
+//! This crate will hold the open- and closed-loop load generator, the YAML scenarios under
+//! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
+//! baseline measured in the same run (direct connection, HAProxy, dnsmasq).
+//!
+//! Traffic it generates goes only to loopback or into network namespaces the run created.
