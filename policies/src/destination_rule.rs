@@ -1,0 +1,577 @@
+//! Istio `DestinationRule` (`networking.istio.io` v1, v1beta1, v1alpha3), mapped onto the
+//! same plan as a TrafficPolicy so an EdgeMesh or Istio user's YAML works unchanged.
+//!
+//! What maps: `trafficPolicy.loadBalancer` (simple and consistentHash),
+//! `connectionPool` (limits, connect and idle timeouts), `outlierDetection`, and the same
+//! three per port under `portLevelSettings`. Every other Istio field is accepted with a
+//! warning that names it and says why it has no effect; a key Istio does not define either
+//! is an error, as `kubectl apply` would make it.
+//!
+//! Port-level settings follow Istio: a section written for a port replaces that section of
+//! the top level for the port; sections it does not write are inherited.
+
+use std::time::Duration;
+
+use crate::decode::{Decoder, FieldRef};
+use crate::plan::Algorithm;
+use crate::schema::{Field, ObjectSchema, Ty};
+use crate::spec::{
+    ConnectionPoolSpec, ConsistentHashSpec, HashKeySpec, LoadBalancerSpec, OutlierDetectionSpec,
+    TimeoutsSpec, TrafficPolicySpec,
+};
+use crate::validate;
+use crate::yaml::Span;
+
+/// The API group.
+pub const GROUP: &str = "networking.istio.io";
+/// The versions read; all share one schema.
+pub const VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+/// The kind.
+pub const KIND: &str = "DestinationRule";
+
+const POSITIVE: Duration = Duration::from_nanos(1);
+const MTLS: &str = "Causeway carries every cross-node call over its own mutually authenticated QUIC tunnels; upstream TLS settings are not used";
+
+/// `spec`.
+pub static SPEC: ObjectSchema = ObjectSchema {
+    name: "DestinationRuleSpec",
+    fields: &[
+        Field::value(
+            "host",
+            "a Service host: `name`, or `name.namespace.svc.<cluster domain>`",
+        ),
+        Field::object("trafficPolicy", &TRAFFIC_POLICY),
+        Field::unsupported(
+            "subsets",
+            "Causeway does not route to subsets; policies apply to the whole Service",
+        ),
+        Field::unsupported(
+            "exportTo",
+            "every node that can reach a Service gets its policy",
+        ),
+        Field::unsupported(
+            "workloadSelector",
+            "policies apply to every caller of the Service",
+        ),
+    ],
+};
+
+/// `spec.trafficPolicy`.
+pub static TRAFFIC_POLICY: ObjectSchema = ObjectSchema {
+    name: "TrafficPolicy",
+    fields: &[
+        Field::object("loadBalancer", &LOAD_BALANCER),
+        Field::object("connectionPool", &CONNECTION_POOL),
+        Field::object("outlierDetection", &OUTLIER_DETECTION),
+        Field::unsupported("tls", MTLS),
+        Field::new("portLevelSettings", Ty::ObjectList(&PORT_SETTINGS)),
+        Field::unsupported("tunnel", "Causeway tunnels between nodes itself"),
+        Field::unsupported(
+            "proxyProtocol",
+            "Causeway does not send the PROXY protocol upstream",
+        ),
+        Field::unsupported(
+            "retryBudget",
+            "write retries.budget in a Causeway TrafficPolicy instead",
+        ),
+    ],
+};
+
+/// `spec.trafficPolicy.portLevelSettings[]`.
+pub static PORT_SETTINGS: ObjectSchema = ObjectSchema {
+    name: "PortTrafficPolicy",
+    fields: &[
+        Field::object("port", &PORT_SELECTOR),
+        Field::object("loadBalancer", &LOAD_BALANCER),
+        Field::object("connectionPool", &CONNECTION_POOL),
+        Field::object("outlierDetection", &OUTLIER_DETECTION),
+        Field::unsupported("tls", MTLS),
+    ],
+};
+
+/// `port`.
+pub static PORT_SELECTOR: ObjectSchema = ObjectSchema {
+    name: "PortSelector",
+    fields: &[Field::value("number", "a port number, 1 to 65535")],
+};
+
+/// `loadBalancer`.
+pub static LOAD_BALANCER: ObjectSchema = ObjectSchema {
+    name: "LoadBalancerSettings",
+    fields: &[
+        Field::value(
+            "simple",
+            "one of UNSPECIFIED, ROUND_ROBIN, LEAST_REQUEST, RANDOM, LEAST_CONN, PASSTHROUGH",
+        )
+        .default("LEAST_REQUEST"),
+        Field::object("consistentHash", &CONSISTENT_HASH),
+        Field::unsupported(
+            "localityLbSetting",
+            "write locality in a Causeway TrafficPolicy; Causeway prefers the same node, then the same site",
+        ),
+        Field::unsupported(
+            "warmupDurationSecs",
+            "endpoints take full load as soon as they are ready",
+        ),
+        Field::unsupported(
+            "warmup",
+            "endpoints take full load as soon as they are ready",
+        ),
+    ],
+};
+
+/// `loadBalancer.consistentHash`.
+pub static CONSISTENT_HASH: ObjectSchema = ObjectSchema {
+    name: "ConsistentHashLB",
+    fields: &[
+        Field::value("httpHeaderName", "an HTTP header name"),
+        Field::object("httpCookie", &HTTP_COOKIE),
+        Field::value("useSourceIp", "`true`"),
+        Field::value("httpQueryParameterName", "a query parameter name"),
+        Field::unsupported(
+            "ringHash",
+            "Causeway chooses its own hash table and bounds the load per endpoint at 1.25x the mean",
+        ),
+        Field::unsupported(
+            "maglev",
+            "Causeway chooses its own hash table and bounds the load per endpoint at 1.25x the mean",
+        ),
+        Field::unsupported(
+            "minimumRingSize",
+            "Causeway chooses its own hash table size",
+        ),
+    ],
+};
+
+/// `loadBalancer.consistentHash.httpCookie`.
+pub static HTTP_COOKIE: ObjectSchema = ObjectSchema {
+    name: "HTTPCookie",
+    fields: &[
+        Field::value("name", "a cookie name"),
+        Field::value("path", "a path starting with /").default("/"),
+        Field::value("ttl", "duration >= 0").default("session cookie"),
+        Field::unsupported(
+            "attributes",
+            "generated cookies carry only Path and Max-Age",
+        ),
+    ],
+};
+
+/// `connectionPool`.
+pub static CONNECTION_POOL: ObjectSchema = ObjectSchema {
+    name: "ConnectionPoolSettings",
+    fields: &[
+        Field::object("tcp", &TCP_SETTINGS),
+        Field::object("http", &HTTP_SETTINGS),
+    ],
+};
+
+/// `connectionPool.tcp`.
+pub static TCP_SETTINGS: ObjectSchema = ObjectSchema {
+    name: "TCPSettings",
+    fields: &[
+        Field::value("maxConnections", "integer >= 0 (0 means unlimited)").default("unlimited"),
+        Field::value("connectTimeout", "duration > 0").default("5s"),
+        Field::value("idleTimeout", "duration > 0").default("1h"),
+        Field::unsupported(
+            "tcpKeepalive",
+            "Causeway's tunnels keep links alive themselves",
+        ),
+        Field::unsupported(
+            "maxConnectionDuration",
+            "connections live until idle or closed",
+        ),
+    ],
+};
+
+/// `connectionPool.http`.
+pub static HTTP_SETTINGS: ObjectSchema = ObjectSchema {
+    name: "HTTPSettings",
+    fields: &[
+        Field::value(
+            "http1MaxPendingRequests",
+            "integer >= 0 (0 means the default)",
+        )
+        .default("1024"),
+        Field::value(
+            "maxRequestsPerConnection",
+            "integer >= 0 (0 means unlimited)",
+        )
+        .default("unlimited"),
+        Field::value("idleTimeout", "duration > 0").default("1h"),
+        Field::unsupported(
+            "http2MaxRequests",
+            "limit concurrency with maxConnections and http1MaxPendingRequests",
+        ),
+        Field::unsupported(
+            "maxRetries",
+            "write retries in a Causeway TrafficPolicy; retries are bounded by a retry budget",
+        ),
+        Field::unsupported(
+            "h2UpgradePolicy",
+            "the protocol to an endpoint follows its port's appProtocol or name",
+        ),
+        Field::unsupported(
+            "useClientProtocol",
+            "the protocol to an endpoint follows its port's appProtocol or name",
+        ),
+        Field::unsupported(
+            "maxConcurrentStreams",
+            "Causeway sets HTTP/2 stream limits itself",
+        ),
+    ],
+};
+
+/// `outlierDetection`.
+pub static OUTLIER_DETECTION: ObjectSchema = ObjectSchema {
+    name: "OutlierDetection",
+    fields: &[
+        Field::value(
+            "consecutive5xxErrors",
+            "integer >= 0 (0 turns ejection off)",
+        )
+        .default("5"),
+        Field::value("consecutiveErrors", "integer >= 0 (0 turns ejection off)")
+            .deprecated("consecutive5xxErrors"),
+        Field::value("interval", "duration > 0").default("10s"),
+        Field::value("baseEjectionTime", "duration > 0").default("30s"),
+        Field::value("maxEjectionPercent", "integer, 0 to 100").default("10"),
+        Field::unsupported(
+            "consecutiveGatewayErrors",
+            "consecutive5xxErrors counts 502, 503 and 504 too",
+        ),
+        Field::unsupported(
+            "consecutiveLocalOriginFailures",
+            "connect failures count towards consecutive5xxErrors",
+        ),
+        Field::unsupported(
+            "splitExternalLocalOriginErrors",
+            "connect failures count towards consecutive5xxErrors",
+        ),
+        Field::unsupported(
+            "minHealthPercent",
+            "maxEjectionPercent bounds how many endpoints are ejected",
+        ),
+    ],
+};
+
+/// The sections of one traffic policy level that a DestinationRule can set. `None` means
+/// "not written at this level" (so a port inherits it from the top level).
+#[derive(Debug, Clone, Default)]
+struct Sections {
+    load_balancer: Option<LoadBalancerSpec>,
+    connection_pool: Option<(ConnectionPoolSpec, TimeoutsSpec)>,
+    /// `Some(None)`: written, with ejection turned off (`consecutive5xxErrors: 0`).
+    outlier_detection: Option<Option<OutlierDetectionSpec>>,
+}
+
+impl Sections {
+    fn inherit(self, top: &Sections) -> Sections {
+        Sections {
+            load_balancer: self.load_balancer.or_else(|| top.load_balancer.clone()),
+            connection_pool: self.connection_pool.or_else(|| top.connection_pool.clone()),
+            outlier_detection: self
+                .outlier_detection
+                .or_else(|| top.outlier_detection.clone()),
+        }
+    }
+
+    fn into_spec(self) -> TrafficPolicySpec {
+        let (connection_pool, timeouts) = match self.connection_pool {
+            Some((pool, timeouts)) => (Some(pool), Some(timeouts)),
+            None => (None, None),
+        };
+        TrafficPolicySpec {
+            load_balancer: self.load_balancer,
+            connection_pool,
+            timeouts,
+            outlier_detection: self.outlier_detection.flatten(),
+            ..TrafficPolicySpec::default()
+        }
+    }
+}
+
+/// A decoded DestinationRule: its host as written, and one policy for the whole Service
+/// plus one per port-level setting.
+#[derive(Debug, Clone)]
+pub struct DestinationRuleSpec {
+    /// `spec.host` as written.
+    pub host: String,
+    /// Where `host` is written.
+    pub host_span: Span,
+    /// `(port, policy, where)`: `None` for the rule's top level.
+    pub attachments: Vec<(Option<u16>, TrafficPolicySpec, Span)>,
+}
+
+/// Decodes `spec`.
+pub fn decode_spec(d: &mut Decoder, field: &FieldRef<'_>) -> Option<DestinationRuleSpec> {
+    let spec = d.object(field, &SPEC)?;
+    let host = d.require(&spec, "host").and_then(|f| {
+        let host = d.string(&f)?;
+        if host.is_empty() {
+            d.error(&f, "host is empty").expected = Some(f.expected.into());
+            return None;
+        }
+        Some((host.to_string(), f.span()))
+    });
+    let mut attachments = Vec::new();
+    match spec.get("trafficPolicy") {
+        None => attachments.push((None, TrafficPolicySpec::default(), spec.span())),
+        Some(tp) => {
+            let policy = d.object(&tp, &TRAFFIC_POLICY)?;
+            let top = sections(d, &policy);
+            if let Some(list) = policy.get("portLevelSettings") {
+                for item in d.items(&list, "a port-level traffic policy")? {
+                    let Some(port_policy) = d.object(&item, &PORT_SETTINGS) else {
+                        continue;
+                    };
+                    let port = d.require(&port_policy, "port").and_then(|f| {
+                        let selector = d.object(&f, &PORT_SELECTOR)?;
+                        let number = d.require(&selector, "number")?;
+                        d.u32(&number, 1, 65535).and_then(|p| u16::try_from(p).ok())
+                    });
+                    let own = sections(d, &port_policy);
+                    if let Some(port) = port {
+                        attachments.push((Some(port), own.inherit(&top).into_spec(), item.span()));
+                    }
+                }
+            }
+            attachments.insert(0, (None, top.into_spec(), tp.span()));
+        }
+    }
+    let (host, host_span) = host?;
+    Some(DestinationRuleSpec {
+        host,
+        host_span,
+        attachments,
+    })
+}
+
+fn sections(d: &mut Decoder, policy: &crate::decode::Object<'_>) -> Sections {
+    Sections {
+        load_balancer: policy
+            .get("loadBalancer")
+            .and_then(|f| load_balancer(d, &f)),
+        connection_pool: policy
+            .get("connectionPool")
+            .and_then(|f| connection_pool(d, &f)),
+        outlier_detection: policy
+            .get("outlierDetection")
+            .and_then(|f| outlier_detection(d, &f)),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Simple {
+    Unspecified,
+    RoundRobin,
+    LeastRequest,
+    Random,
+    LeastConn,
+    Passthrough,
+}
+
+const SIMPLE_NAMES: &[(&str, Simple)] = &[
+    ("UNSPECIFIED", Simple::Unspecified),
+    ("ROUND_ROBIN", Simple::RoundRobin),
+    ("LEAST_REQUEST", Simple::LeastRequest),
+    ("RANDOM", Simple::Random),
+    ("LEAST_CONN", Simple::LeastConn),
+    ("PASSTHROUGH", Simple::Passthrough),
+];
+
+fn load_balancer(d: &mut Decoder, field: &FieldRef<'_>) -> Option<LoadBalancerSpec> {
+    let o = d.object(field, &LOAD_BALANCER)?;
+    if o.has("simple") && o.has("consistentHash") {
+        let f = o.get("consistentHash")?;
+        d.error(
+            &f,
+            "loadBalancer takes either `simple` or `consistentHash`, not both",
+        )
+        .help = Some("keep one of them".into());
+        return None;
+    }
+    if let Some(f) = o.get("simple") {
+        let algorithm = match d.enumeration(&f, SIMPLE_NAMES)? {
+            Simple::Unspecified => None,
+            Simple::RoundRobin => Some(Algorithm::RoundRobin),
+            Simple::LeastRequest => Some(Algorithm::LeastRequest),
+            Simple::Random => Some(Algorithm::Random),
+            Simple::LeastConn => {
+                d.warning(&f, "LEAST_CONN is deprecated in Istio").help =
+                    Some("it means LEAST_REQUEST; write that instead".into());
+                Some(Algorithm::LeastRequest)
+            }
+            Simple::Passthrough => {
+                d.warning(
+                    &f,
+                    "PASSTHROUGH is not supported by Causeway; the default LEAST_REQUEST is used",
+                )
+                .help = Some("Causeway always balances over the Service's endpoints".into());
+                None
+            }
+        };
+        return Some(LoadBalancerSpec {
+            algorithm,
+            ..LoadBalancerSpec::default()
+        });
+    }
+    if let Some(f) = o.get("consistentHash") {
+        let hash = consistent_hash(d, &f)?;
+        return Some(LoadBalancerSpec {
+            algorithm: Some(Algorithm::ConsistentHash),
+            consistent_hash: Some(hash),
+            ..LoadBalancerSpec::default()
+        });
+    }
+    Some(LoadBalancerSpec::default())
+}
+
+fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHashSpec> {
+    let o = d.object(field, &CONSISTENT_HASH)?;
+    const KEYS: [&str; 4] = [
+        "httpHeaderName",
+        "httpCookie",
+        "useSourceIp",
+        "httpQueryParameterName",
+    ];
+    let written: Vec<&str> = KEYS.iter().copied().filter(|k| o.has(k)).collect();
+    let key = match written.as_slice() {
+        [] => {
+            d.report(
+                crate::Severity::Error,
+                o.span(),
+                o.path(),
+                "consistentHash needs a hash key",
+            )
+            .expected = Some(
+                "one of `httpHeaderName`, `httpCookie`, `useSourceIp`, `httpQueryParameterName`"
+                    .into(),
+            );
+            return None;
+        }
+        [_, second, ..] => {
+            let f = o.get(second)?;
+            d.error(
+                &f,
+                format!(
+                    "consistentHash takes one hash key, but both `{}` and `{second}` are set",
+                    written[0]
+                ),
+            )
+            .help = Some("keep one of them".into());
+            return None;
+        }
+        [one] => {
+            let f = o.get(one)?;
+            match *one {
+                "httpHeaderName" => {
+                    let name = d.string(&f)?;
+                    HashKeySpec::Header(validate::header_name(d, &f, name)?.to_string())
+                }
+                "httpCookie" => {
+                    let c = d.object(&f, &HTTP_COOKIE)?;
+                    let name = d.require(&c, "name").and_then(|f| {
+                        let name = d.string(&f)?;
+                        validate::cookie_name(d, &f, name).map(str::to_string)
+                    });
+                    let path = c.get("path").and_then(|f| {
+                        let path = d.string(&f)?;
+                        validate::cookie_path(d, &f, path).map(str::to_string)
+                    });
+                    let ttl = c.get("ttl").and_then(|f| d.duration(&f, Duration::ZERO));
+                    HashKeySpec::Cookie {
+                        name: name?,
+                        ttl,
+                        path,
+                    }
+                }
+                "useSourceIp" => {
+                    if !d.boolean(&f)? {
+                        d.error(&f, "`useSourceIp: false` selects no hash key").help =
+                            Some("write `useSourceIp: true`, or name another key".into());
+                        return None;
+                    }
+                    HashKeySpec::SourceIp
+                }
+                _ => {
+                    let name = d.string(&f)?;
+                    HashKeySpec::QueryParameter(validate::query_parameter(d, &f, name)?.to_string())
+                }
+            }
+        }
+    };
+    Some(ConsistentHashSpec {
+        key,
+        bounded_load: None,
+    })
+}
+
+/// `0` means "Istio's default" for these limits, which is unlimited or our default.
+fn zero_means_default(d: &mut Decoder, field: &FieldRef<'_>) -> Option<Option<u32>> {
+    let v = d.u32(field, 0, u32::MAX)?;
+    Some((v != 0).then_some(v))
+}
+
+fn connection_pool(
+    d: &mut Decoder,
+    field: &FieldRef<'_>,
+) -> Option<(ConnectionPoolSpec, TimeoutsSpec)> {
+    let o = d.object(field, &CONNECTION_POOL)?;
+    let mut pool = ConnectionPoolSpec::default();
+    let mut timeouts = TimeoutsSpec::default();
+    if let Some(f) = o.get("tcp") {
+        let tcp = d.object(&f, &TCP_SETTINGS)?;
+        pool.max_connections = tcp
+            .get("maxConnections")
+            .and_then(|f| zero_means_default(d, &f))
+            .flatten();
+        timeouts.connect = tcp
+            .get("connectTimeout")
+            .and_then(|f| d.duration(&f, POSITIVE));
+        timeouts.idle = tcp
+            .get("idleTimeout")
+            .and_then(|f| d.duration(&f, POSITIVE));
+    }
+    if let Some(f) = o.get("http") {
+        let http = d.object(&f, &HTTP_SETTINGS)?;
+        pool.max_pending_requests = http
+            .get("http1MaxPendingRequests")
+            .and_then(|f| zero_means_default(d, &f))
+            .flatten();
+        pool.max_requests_per_connection = http
+            .get("maxRequestsPerConnection")
+            .and_then(|f| zero_means_default(d, &f));
+        if let Some(idle) = http
+            .get("idleTimeout")
+            .and_then(|f| d.duration(&f, POSITIVE))
+        {
+            // Both Istio idle timeouts close an idle connection; the shorter one wins.
+            timeouts.idle = Some(timeouts.idle.map_or(idle, |tcp| tcp.min(idle)));
+        }
+    }
+    Some((pool, timeouts))
+}
+
+fn outlier_detection(
+    d: &mut Decoder,
+    field: &FieldRef<'_>,
+) -> Option<Option<OutlierDetectionSpec>> {
+    let o = d.object(field, &OUTLIER_DETECTION)?;
+    let consecutive = o
+        .get("consecutive5xxErrors")
+        .or_else(|| o.get("consecutiveErrors"))
+        .and_then(|f| d.u32(&f, 0, u32::MAX));
+    let spec = OutlierDetectionSpec {
+        consecutive_errors: consecutive,
+        interval: o.get("interval").and_then(|f| d.duration(&f, POSITIVE)),
+        base_ejection_time: o
+            .get("baseEjectionTime")
+            .and_then(|f| d.duration(&f, POSITIVE)),
+        max_ejection_percent: o
+            .get("maxEjectionPercent")
+            .and_then(|f| d.u32(&f, 0, 100))
+            .and_then(|v| u8::try_from(v).ok()),
+    };
+    Some((consecutive != Some(0)).then_some(spec))
+}
