@@ -1,0 +1,58 @@
+//! `causeway`: the one binary that runs every role of Causeway.
+//!
+//! This file parses arguments and dispatches; the work lives in the library crates, and
+//! the thin glue per command in `commands/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod logging;
+
+/// Causeway, an edge service mesh: Kubernetes services, carried out to edge sites behind
+/// NAT and weak links.
+#[derive(Debug, Parser)]
+#[command(name = "causeway", version, propagate_version = true)]
+struct Cli {
+    /// Log format on standard error. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, env = "CAUSEWAY_LOG_FORMAT")]
+    log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with operator traffic policy (TrafficPolicy and Istio DestinationRule YAML).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate policy YAML: every error with file:line:column, field path and a fix.
+    ///
+    /// Exits 0 when there are no errors (warnings allowed), 1 when there are errors.
+    Check(commands::policy::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => commands::policy::check(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "causeway failed");
+            ExitCode::from(2)
+        }
+    }
+}
