@@ -246,17 +246,11 @@ impl Decoder {
         value
     }
 
-    fn type_error(&mut self, field: &FieldRef<'_>) {
+    fn type_error(&mut self, field: &FieldRef<'_>) -> &mut Diagnostic {
         let found = field.node.describe();
-        let help = matches!(
-            field.node.resolve(),
-            Some(Resolved::Int(_) | Resolved::Float(_) | Resolved::Bool(_))
-        ) && field.expected.contains("string");
         let diagnostic = self.error(field, format!("expected {}, found {found}", field.expected));
         diagnostic.expected = Some(field.expected.to_string());
-        if help {
-            diagnostic.help = Some("put the value in quotes to make it a string".to_string());
-        }
+        diagnostic
     }
 
     /// A mapping checked against `schema`: keys must be strings, unique and declared.
@@ -373,6 +367,11 @@ impl Decoder {
     pub fn string<'n>(&mut self, field: &FieldRef<'n>) -> Option<&'n str> {
         match field.node.resolve() {
             Some(Resolved::Str(s)) => Some(s),
+            Some(Resolved::Int(_) | Resolved::Float(_) | Resolved::Bool(_)) => {
+                self.type_error(field).help =
+                    Some("put the value in quotes to make it a string".to_string());
+                None
+            }
             _ => {
                 self.type_error(field);
                 None

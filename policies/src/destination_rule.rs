@@ -72,7 +72,7 @@ pub static TRAFFIC_POLICY: ObjectSchema = ObjectSchema {
         ),
         Field::unsupported(
             "retryBudget",
-            "write retries.budget in a Causeway TrafficPolicy instead",
+            "write `retries.budget` in a Causeway TrafficPolicy instead",
         ),
     ],
 };

@@ -189,8 +189,11 @@ fn push_bytes(
         Err(e) => {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let prefix = String::from_utf8_lossy(valid);
-            let line = prefix.matches('\n').count() + 1;
-            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let line = crate::source::lines(&prefix).count();
+            let column = crate::source::lines(&prefix)
+                .last()
+                .map_or(0, |l| l.chars().count())
+                + 1;
             let pos = Pos {
                 line: u32::try_from(line).unwrap_or(u32::MAX),
                 column: u32::try_from(column).unwrap_or(u32::MAX),

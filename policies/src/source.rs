@@ -28,12 +28,48 @@ impl Source {
         &self.text
     }
 
-    /// Line `line` (1-based) without its line break.
+    /// Line `line` (1-based) without its line break. Lines end as YAML ends them: at
+    /// `\n`, `\r\n` or a lone `\r`.
     pub fn line(&self, line: u32) -> Option<&str> {
         let index = usize::try_from(line).ok()?.checked_sub(1)?;
-        self.text
-            .split('\n')
-            .nth(index)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        lines(&self.text).nth(index)
+    }
+}
+
+/// The lines of `text`, split at `\n`, `\r\n` and lone `\r`, as YAML counts them.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\n', '\r']) {
+            Some(i) => {
+                let after = if current[i..].starts_with("\r\n") {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                rest = Some(&current[after..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_end_where_yaml_ends_them() {
+        let text = "a\nb\r\nc\rd";
+        assert_eq!(lines(text).collect::<Vec<_>>(), vec!["a", "b", "c", "d"]);
+        let source = Source::new("x", text);
+        assert_eq!(source.line(3), Some("c"));
+        assert_eq!(source.line(5), None);
+        assert_eq!(lines("a\n").collect::<Vec<_>>(), vec!["a", ""]);
     }
 }
