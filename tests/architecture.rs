@@ -13,7 +13,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("edge-core", &["api", "tunnels"]),
     ("mesh", &["edge-core", "api", "tunnels", "policies"]),
     ("control", &["api", "tunnels", "policies"]),
-    ("loadtests", &["api", "tunnels", "policies", "edge-core", "mesh", "control"]),
+    (
+        "loadtests",
+        &["api", "tunnels", "policies", "edge-core", "mesh", "control"],
+    ),
 ];
 
 /// The `causeway-*` crates a manifest depends on, in any dependency table.
@@ -64,7 +67,10 @@ fn every_workspace_crate_is_in_the_table() {
         .expect("a members list");
     let listed: BTreeSet<&str> = ALLOWED.iter().map(|(k, _)| *k).collect();
     for member in members_line.split('"').skip(1).step_by(2) {
-        assert!(listed.contains(member), "{member} has no arrows in this test");
+        assert!(
+            listed.contains(member),
+            "{member} has no arrows in this test"
+        );
     }
 }
 
