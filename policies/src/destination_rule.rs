@@ -16,10 +16,10 @@ use crate::decode::{Decoder, FieldRef};
 use crate::plan::Algorithm;
 use crate::schema::{Field, ObjectSchema, Ty};
 use crate::spec::{
-    ConnectionPoolSpec, ConsistentHashSpec, HashKeySpec, LoadBalancerSpec, OutlierDetectionSpec,
-    TimeoutsSpec, TrafficPolicySpec,
+    ConnectionPoolSpec, ConsistentHashSpec, LoadBalancerSpec, OutlierDetectionSpec, TimeoutsSpec,
+    TrafficPolicySpec,
 };
-use crate::validate;
+use crate::traffic_policy::{HashKeyNames, hash_key};
 use crate::yaml::Span;
 
 /// The API group.
@@ -428,79 +428,14 @@ fn load_balancer(d: &mut Decoder, field: &FieldRef<'_>) -> Option<LoadBalancerSp
 }
 
 fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHashSpec> {
-    let o = d.object(field, &CONSISTENT_HASH)?;
-    const KEYS: [&str; 4] = [
-        "httpHeaderName",
-        "httpCookie",
-        "useSourceIp",
-        "httpQueryParameterName",
-    ];
-    let written: Vec<&str> = KEYS.iter().copied().filter(|k| o.has(k)).collect();
-    let key = match written.as_slice() {
-        [] => {
-            d.report(
-                crate::Severity::Error,
-                o.span(),
-                o.path(),
-                "consistentHash needs a hash key",
-            )
-            .expected = Some(
-                "one of `httpHeaderName`, `httpCookie`, `useSourceIp`, `httpQueryParameterName`"
-                    .into(),
-            );
-            return None;
-        }
-        [_, second, ..] => {
-            let f = o.get(second)?;
-            d.error(
-                &f,
-                format!(
-                    "consistentHash takes one hash key, but both `{}` and `{second}` are set",
-                    written[0]
-                ),
-            )
-            .help = Some("keep one of them".into());
-            return None;
-        }
-        [one] => {
-            let f = o.get(one)?;
-            match *one {
-                "httpHeaderName" => {
-                    let name = d.string(&f)?;
-                    HashKeySpec::Header(validate::header_name(d, &f, name)?.to_string())
-                }
-                "httpCookie" => {
-                    let c = d.object(&f, &HTTP_COOKIE)?;
-                    let name = d.require(&c, "name").and_then(|f| {
-                        let name = d.string(&f)?;
-                        validate::cookie_name(d, &f, name).map(str::to_string)
-                    });
-                    let path = c.get("path").and_then(|f| {
-                        let path = d.string(&f)?;
-                        validate::cookie_path(d, &f, path).map(str::to_string)
-                    });
-                    let ttl = c.get("ttl").and_then(|f| d.duration(&f, Duration::ZERO));
-                    HashKeySpec::Cookie {
-                        name: name?,
-                        ttl,
-                        path,
-                    }
-                }
-                "useSourceIp" => {
-                    if !d.boolean(&f)? {
-                        d.error(&f, "`useSourceIp: false` selects no hash key").help =
-                            Some("write `useSourceIp: true`, or name another key".into());
-                        return None;
-                    }
-                    HashKeySpec::SourceIp
-                }
-                _ => {
-                    let name = d.string(&f)?;
-                    HashKeySpec::QueryParameter(validate::query_parameter(d, &f, name)?.to_string())
-                }
-            }
-        }
+    const NAMES: HashKeyNames = HashKeyNames {
+        header: "httpHeaderName",
+        cookie: "httpCookie",
+        source_ip: "useSourceIp",
+        query_parameter: "httpQueryParameterName",
     };
+    let o = d.object(field, &CONSISTENT_HASH)?;
+    let key = hash_key(d, &o, &NAMES, &HTTP_COOKIE)?;
     Some(ConsistentHashSpec {
         key,
         bounded_load: None,

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::decode::{Decoder, FieldRef};
+use crate::decode::{Decoder, FieldRef, Object};
 use crate::plan::{Algorithm, EnforcementPoint, LocalityTier, RateLimitScope, RetryCondition};
 use crate::schema::{Field, ObjectSchema};
 use crate::spec::{
@@ -327,8 +327,6 @@ pub fn load_balancer(d: &mut Decoder, field: &FieldRef<'_>) -> Option<LoadBalanc
 
 fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHashSpec> {
     let o = d.object(field, &CONSISTENT_HASH)?;
-    const KEYS: [&str; 4] = ["header", "cookie", "sourceIP", "queryParameter"];
-    let written: Vec<&str> = KEYS.iter().copied().filter(|k| o.has(k)).collect();
     let bounded_load = o.get("boundedLoad").and_then(|f| {
         let v = d.number(&f)?;
         if v < 1.0 {
@@ -340,57 +338,96 @@ fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHa
         }
         Some(v)
     });
-    match written.as_slice() {
+    let key = hash_key(d, &o, &HASH_KEY_NAMES, &HASH_COOKIE)?;
+    Some(ConsistentHashSpec { key, bounded_load })
+}
+
+/// The keys that name a hash key, in the order header, cookie, source IP, query
+/// parameter — Causeway's and Istio's spellings differ, the rules do not.
+#[derive(Debug)]
+pub(crate) struct HashKeyNames {
+    pub header: &'static str,
+    pub cookie: &'static str,
+    pub source_ip: &'static str,
+    pub query_parameter: &'static str,
+}
+
+const HASH_KEY_NAMES: HashKeyNames = HashKeyNames {
+    header: "header",
+    cookie: "cookie",
+    source_ip: "sourceIP",
+    query_parameter: "queryParameter",
+};
+
+/// The one hash key written in a consistent-hash mapping: exactly one of the four, each
+/// validated. `cookie` is a mapping of `cookie_schema` with `name`, `ttl` and `path`.
+pub(crate) fn hash_key(
+    d: &mut Decoder,
+    o: &Object<'_>,
+    names: &HashKeyNames,
+    cookie_schema: &'static ObjectSchema,
+) -> Option<HashKeySpec> {
+    let all = [
+        names.header,
+        names.cookie,
+        names.source_ip,
+        names.query_parameter,
+    ];
+    let written: Vec<&str> = all.iter().copied().filter(|k| o.has(k)).collect();
+    let one = match written.as_slice() {
         [] => {
+            let listed: Vec<String> = all.iter().map(|k| format!("`{k}`")).collect();
             d.report(
                 crate::Severity::Error,
                 o.span(),
                 o.path(),
                 "consistentHash needs a hash key",
             )
-            .expected = Some("one of `header`, `cookie`, `sourceIP`, `queryParameter`".into());
-            None
+            .expected = Some(format!("one of {}", listed.join(", ")));
+            return None;
         }
-        [one] => {
-            let f = o.get(one)?;
-            let key = match *one {
-                "header" => {
-                    let name = d.string(&f)?;
-                    HashKeySpec::Header(validate::header_name(d, &f, name)?.to_string())
-                }
-                "cookie" => hash_cookie(d, &f)?,
-                "sourceIP" => {
-                    if !d.boolean(&f)? {
-                        d.error(&f, "`sourceIP: false` selects no hash key").help =
-                            Some("write `sourceIP: true`, or name another key".into());
-                        return None;
-                    }
-                    HashKeySpec::SourceIp
-                }
-                _ => {
-                    let name = d.string(&f)?;
-                    HashKeySpec::QueryParameter(validate::query_parameter(d, &f, name)?.to_string())
-                }
-            };
-            Some(ConsistentHashSpec { key, bounded_load })
-        }
-        [_, second, ..] => {
+        [one] => *one,
+        [first, second, ..] => {
             let f = o.get(second)?;
             d.error(
                 &f,
                 format!(
-                    "consistentHash takes one hash key, but both `{}` and `{second}` are set",
-                    written[0]
+                    "consistentHash takes one hash key, but both `{first}` and `{second}` are set"
                 ),
             )
             .help = Some("keep one of them".into());
-            None
+            return None;
         }
+    };
+    let f = o.get(one)?;
+    if one == names.header {
+        let name = d.string(&f)?;
+        Some(HashKeySpec::Header(
+            validate::header_name(d, &f, name)?.to_string(),
+        ))
+    } else if one == names.cookie {
+        hash_cookie(d, &f, cookie_schema)
+    } else if one == names.source_ip {
+        if !d.boolean(&f)? {
+            d.error(&f, format!("`{one}: false` selects no hash key"))
+                .help = Some(format!("write `{one}: true`, or name another key"));
+            return None;
+        }
+        Some(HashKeySpec::SourceIp)
+    } else {
+        let name = d.string(&f)?;
+        Some(HashKeySpec::QueryParameter(
+            validate::query_parameter(d, &f, name)?.to_string(),
+        ))
     }
 }
 
-fn hash_cookie(d: &mut Decoder, field: &FieldRef<'_>) -> Option<HashKeySpec> {
-    let o = d.object(field, &HASH_COOKIE)?;
+fn hash_cookie(
+    d: &mut Decoder,
+    field: &FieldRef<'_>,
+    schema: &'static ObjectSchema,
+) -> Option<HashKeySpec> {
+    let o = d.object(field, schema)?;
     let name = d.require(&o, "name").and_then(|f| {
         let name = d.string(&f)?;
         validate::cookie_name(d, &f, name).map(str::to_string)
