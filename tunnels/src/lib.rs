@@ -1,11 +1,42 @@
-//! QUIC links between Causeway nodes and to the cloud.
+//! QUIC links between Causeway nodes and to the cloud: the transport under the mesh's
+//! cross-node calls and the control plane's sync.
 //!
-//! This crate will hold, as the tunnels issue fills it:
-//! - node identities: a node CA and per-node certificates (rcgen), loaded from PEM and
-//!   reloaded without dropping links; mutual TLS 1.3 with ALPN `causeway/1`;
-//! - links: one quinn connection per peer, dialled on demand, shared, kept alive, re-dialled
-//!   with backoff, with per-link health (RTT, loss, state) for the balancer;
-//! - the stream header as a sans-IO codec (purpose, endpoint, reply status);
-//! - UDP flows over datagrams, relays and NAT traversal.
+//! - [`identity`]: the node CA and node certificates (a DNS SAN naming the node, a URI SAN
+//!   with its site); who a peer is.
+//! - [`tls`]: TLS 1.3 only, ALPN `causeway/1`, mutual authentication against the node CA,
+//!   material that reloads without dropping links; refused certificates logged and
+//!   counted.
+//! - [`header`] and [`datagram`]: sans-IO codecs for the stream header and reply, and for
+//!   datagram and stream-framed packets.
+//! - [`Tunnel`]: a node's endpoint — links made on demand and shared, backoff, health,
+//!   idle close, relays (`relay`), UDP flows ([`UdpFlow`]), limits everywhere.
 //!
 //! It imports no other crate of ours (see `docs/architecture.md`).
+
+mod channel;
+pub mod config;
+pub mod datagram;
+pub mod error;
+pub mod header;
+pub mod identity;
+pub mod link;
+pub mod metrics;
+mod relay;
+mod socket;
+pub mod stream;
+pub mod tls;
+mod tunnel;
+pub mod udp;
+
+pub use channel::PacketDrop;
+pub use config::{Limits, PeerDirectory, RelayPeer, StaticDirectory, Timeouts, TunnelConfig};
+pub use error::{OpenError, TunnelError};
+pub use header::{ProxyTarget, Reply, Request, Status};
+pub use identity::{
+    CertificateAuthority, IdentityFiles, LoadedIdentity, NodeName, PeerIdentity, Validity,
+};
+pub use link::{Link, LinkHealth, LinkPath};
+pub use metrics::MetricsSnapshot;
+pub use stream::{BridgeOutcome, TunnelStream};
+pub use tunnel::{IdentitySource, Incoming, IncomingStream, Tunnel};
+pub use udp::{UdpFlow, serve_udp_flow};
