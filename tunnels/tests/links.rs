@@ -343,3 +343,58 @@ async fn garbage_on_the_port_is_counted_and_harmless() {
         b"still fine"
     );
 }
+
+#[tokio::test]
+async fn a_slow_reader_stalls_the_writer_within_one_window() {
+    let cluster = Cluster::new();
+    let mut config = config();
+    config.limits.stream_window = 256 * 1024;
+    let (a, _a_in) = cluster.node_with("edge-a", config.clone()).await;
+    let (_b, mut b_in) = cluster.node_with("edge-b", config).await;
+    // edge-b accepts the stream and never reads it.
+    let held = tokio::spawn(async move {
+        let stream = b_in.accept().await.expect("a stream");
+        let stream = stream.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(stream);
+    });
+    let mut stream = a
+        .open(&name("edge-b"), Request::ServiceBus { path: "slow".into() })
+        .await
+        .expect("open");
+    let chunk = vec![1u8; 16 * 1024];
+    let mut written = 0usize;
+    while let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(300), stream.write_all(&chunk)).await {
+        written += chunk.len();
+        assert!(written < 8 * 1024 * 1024, "the writer was never held back");
+    }
+    assert!(written >= 128 * 1024, "only {written} bytes went out");
+    assert!(written <= 2 * 256 * 1024, "{written} bytes buffered for a 256 KiB window");
+    held.abort();
+}
+
+#[tokio::test]
+async fn streams_per_link_are_bounded_and_openers_wait_for_credit() {
+    let cluster = Cluster::new();
+    let mut config = config();
+    config.limits.max_streams_per_link = 4;
+    let (a, _a_in) = cluster.node_with("edge-a", config.clone()).await;
+    let (_b, b_in) = cluster.node_with("edge-b", config).await;
+    serve(b_in);
+    let echo = tcp_echo().await;
+    let peer = name("edge-b");
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(a.open(&peer, proxy(echo)).await.expect("open"));
+    }
+    // A fifth waits for a slot rather than failing or exceeding the limit.
+    let fifth = tokio::time::timeout(Duration::from_millis(300), a.open(&peer, proxy(echo))).await;
+    assert!(fifth.is_err(), "a fifth stream opened past the limit");
+    let mut first = open.remove(0);
+    first.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).await.unwrap();
+    drop(first);
+    let fifth = tokio::time::timeout(Duration::from_secs(2), a.open(&peer, proxy(echo))).await;
+    assert!(matches!(fifth, Ok(Ok(_))), "the fifth stream got the freed slot");
+}
