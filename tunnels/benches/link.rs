@@ -53,7 +53,11 @@ fn plan() -> Plan {
 
 fn identity(ca: &CertificateAuthority, node: &str) -> LoadedIdentity {
     let creds = ca
-        .issue(&NodeName::new(node).unwrap(), "bench", Validity::starting_now(Duration::from_secs(3600)))
+        .issue(
+            &NodeName::new(node).unwrap(),
+            "bench",
+            Validity::starting_now(Duration::from_secs(3600)),
+        )
         .unwrap();
     LoadedIdentity::from_pem(
         (Path::new("ca.pem"), creds.ca_pem.as_bytes()),
@@ -94,7 +98,10 @@ async fn push<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: u64) {
     stream.read_to_end(&mut rest).await.unwrap();
 }
 
-async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, round_trips: usize) -> Histogram<u64> {
+async fn ping_pong<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    round_trips: usize,
+) -> Histogram<u64> {
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     let out = vec![0x5au8; 1024];
     let mut back = vec![0u8; 1024];
@@ -129,9 +136,13 @@ async fn tunnel_pair() -> (Tunnel, NodeName) {
         c.reload_interval = None;
         c
     };
-    let (server, mut incoming) = Tunnel::bind(config(), IdentitySource::Loaded(identity(&ca, "bench-b")), directory.clone())
-        .await
-        .unwrap();
+    let (server, mut incoming) = Tunnel::bind(
+        config(),
+        IdentitySource::Loaded(identity(&ca, "bench-b")),
+        directory.clone(),
+    )
+    .await
+    .unwrap();
     let peer = NodeName::new("bench-b").unwrap();
     directory.set(&peer, vec![server.local_addr()]);
     tokio::spawn(async move {
@@ -149,9 +160,13 @@ async fn tunnel_pair() -> (Tunnel, NodeName) {
             }
         }
     });
-    let (client, _) = Tunnel::bind(config(), IdentitySource::Loaded(identity(&ca, "bench-a")), directory)
-        .await
-        .unwrap();
+    let (client, _) = Tunnel::bind(
+        config(),
+        IdentitySource::Loaded(identity(&ca, "bench-a")),
+        directory,
+    )
+    .await
+    .unwrap();
     client.link(&peer).await.unwrap();
     (client, peer)
 }

@@ -69,6 +69,44 @@ impl fmt::Debug for Material {
 struct Shared {
     material: ArcSwap<Material>,
     metrics: Arc<TunnelMetrics>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Shared {
+    /// Handshake signatures are checked the same way on both sides, by the provider.
+    fn verify_tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// A node's TLS identity: what it presents and whom it trusts, reloadable.
@@ -103,6 +141,7 @@ impl TlsIdentity {
             shared: Arc::new(Shared {
                 material: ArcSwap::from_pointee(material),
                 metrics,
+                provider: Arc::clone(&provider),
             }),
             provider,
             files: None,
@@ -335,11 +374,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.shared
-            .material
-            .load()
-            .server_verifier
-            .verify_tls12_signature(message, cert, dss)
+        self.shared.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -348,19 +383,11 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.shared
-            .material
-            .load()
-            .server_verifier
-            .verify_tls13_signature(message, cert, dss)
+        self.shared.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.shared
-            .material
-            .load()
-            .server_verifier
-            .supported_verify_schemes()
+        self.shared.schemes()
     }
 }
 
@@ -396,11 +423,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.shared
-            .material
-            .load()
-            .client_verifier
-            .verify_tls12_signature(message, cert, dss)
+        self.shared.verify_tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -409,18 +432,10 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.shared
-            .material
-            .load()
-            .client_verifier
-            .verify_tls13_signature(message, cert, dss)
+        self.shared.verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.shared
-            .material
-            .load()
-            .client_verifier
-            .supported_verify_schemes()
+        self.shared.schemes()
     }
 }

@@ -359,17 +359,27 @@ async fn a_slow_reader_stalls_the_writer_within_one_window() {
         drop(stream);
     });
     let mut stream = a
-        .open(&name("edge-b"), Request::ServiceBus { path: "slow".into() })
+        .open(
+            &name("edge-b"),
+            Request::ServiceBus {
+                path: "slow".into(),
+            },
+        )
         .await
         .expect("open");
     let chunk = vec![1u8; 16 * 1024];
     let mut written = 0usize;
-    while let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(300), stream.write_all(&chunk)).await {
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_millis(300), stream.write_all(&chunk)).await
+    {
         written += chunk.len();
         assert!(written < 8 * 1024 * 1024, "the writer was never held back");
     }
     assert!(written >= 128 * 1024, "only {written} bytes went out");
-    assert!(written <= 2 * 256 * 1024, "{written} bytes buffered for a 256 KiB window");
+    assert!(
+        written <= 2 * 256 * 1024,
+        "{written} bytes buffered for a 256 KiB window"
+    );
     held.abort();
 }
 
@@ -396,5 +406,8 @@ async fn streams_per_link_are_bounded_and_openers_wait_for_credit() {
     first.read_to_end(&mut rest).await.unwrap();
     drop(first);
     let fifth = tokio::time::timeout(Duration::from_secs(2), a.open(&peer, proxy(echo))).await;
-    assert!(matches!(fifth, Ok(Ok(_))), "the fifth stream got the freed slot");
+    assert!(
+        matches!(fifth, Ok(Ok(_))),
+        "the fifth stream got the freed slot"
+    );
 }
