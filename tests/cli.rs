@@ -92,7 +92,11 @@ fn json_output_carries_locations_paths_and_plans() {
         .collect();
     assert_eq!(
         paths,
-        vec!["spec.rateLimit.burts", "spec.rateLimit.qps", "-"]
+        vec![
+            "spec.rateLimit.burts",
+            "spec.rateLimit.qps",
+            "spec.targetRef"
+        ]
     );
     assert_eq!(json["diagnostics"][1]["location"]["line"], 25);
     assert_eq!(json["diagnostics"][1]["location"]["column"], 10);
@@ -205,4 +209,19 @@ fn logs_go_to_stderr_in_the_chosen_format() {
     let event: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
     assert_eq!(event["level"], "DEBUG");
     assert_eq!(event["errors"], 0);
+}
+
+#[test]
+fn a_file_named_twice_is_read_once() {
+    let out = causeway(
+        &[
+            "policy",
+            "check",
+            "examples/policies",
+            "examples/policies/cart-session-affinity.yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("5 files:"), "{}", stdout(&out));
 }

@@ -15,8 +15,6 @@ use crate::resource::{GroupResource, KubeResource, Scope};
 
 /// The longest object name Kubernetes accepts (a DNS-1123 subdomain).
 pub const MAX_NAME_LEN: usize = 253;
-/// The longest namespace name Kubernetes accepts (a DNS-1123 label).
-pub const MAX_NAMESPACE_LEN: usize = 63;
 
 /// The identity of one Kubernetes object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -152,7 +150,7 @@ impl FromStr for ObjectKey {
             return Err(invalid("resource", resource_part));
         }
         if let Some(ns) = namespace
-            && !(is_dns_label(ns) && ns.len() <= MAX_NAMESPACE_LEN)
+            && !is_dns_label(ns)
         {
             return Err(invalid("namespace", ns));
         }
@@ -168,7 +166,7 @@ impl FromStr for ObjectKey {
 }
 
 /// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric,
-/// at most 63 characters.
+/// at most 63 characters (which is also the longest namespace name).
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63

@@ -53,7 +53,38 @@ pub fn parse_source(source: &Source) -> ParsedSource {
         }
         parsed.diagnostics.extend(decoder.into_diagnostics());
     }
+    cap(&mut parsed.diagnostics, source);
     parsed
+}
+
+/// The most diagnostics reported for one source; the rest are summed up in one line, so
+/// a file of garbage cannot flood a terminal or a log.
+pub const MAX_DIAGNOSTICS_PER_SOURCE: usize = 100;
+
+fn cap(diagnostics: &mut Vec<Diagnostic>, source: &Source) {
+    if diagnostics.len() <= MAX_DIAGNOSTICS_PER_SOURCE {
+        return;
+    }
+    let hidden = diagnostics.split_off(MAX_DIAGNOSTICS_PER_SOURCE);
+    let errors = hidden.iter().filter(|d| d.is_error()).count();
+    let severity = if errors > 0 {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let last = diagnostics
+        .last()
+        .and_then(|d| d.location.clone())
+        .unwrap_or_else(|| Location::at(source.name(), crate::yaml::Pos { line: 1, column: 1 }));
+    diagnostics.push(Diagnostic::new(
+        severity,
+        last,
+        format!(
+            "{} more problems in this file are not shown ({errors} errors, {} warnings)",
+            hidden.len(),
+            hidden.len() - errors
+        ),
+    ));
 }
 
 /// The outcome of checking a set of inputs.
@@ -65,8 +96,8 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// The compiled policies.
     pub set: PolicySet,
-    /// Valid policy objects.
-    pub objects: usize,
+    /// Valid policy objects found (some may not be applied, for conflicts).
+    pub valid_objects: usize,
     /// Objects that are not policies.
     pub skipped: Vec<SkippedObject>,
 }
@@ -76,13 +107,13 @@ impl Report {
     pub fn check(sources: Vec<Source>, input_diagnostics: Vec<Diagnostic>) -> Self {
         let mut diagnostics = input_diagnostics;
         let mut builder = PolicySetBuilder::new();
-        let mut objects = 0;
+        let mut valid_objects = 0;
         let mut skipped = Vec::new();
         for source in &sources {
             let parsed = parse_source(source);
             diagnostics.extend(parsed.diagnostics);
             skipped.extend(parsed.skipped);
-            objects += parsed.objects.len();
+            valid_objects += parsed.objects.len();
             // In document order, so "first" in a conflict means first in the file.
             let mut all: Vec<(PolicyObject, bool)> = parsed
                 .objects
@@ -109,12 +140,12 @@ impl Report {
             let pos = d.location.as_ref().map(|l| l.pos);
             (index, pos)
         };
-        diagnostics.sort_by_key(order);
+        diagnostics.sort_by_cached_key(order);
         Self {
             sources,
             diagnostics,
             set,
-            objects,
+            valid_objects,
             skipped,
         }
     }
@@ -150,7 +181,7 @@ impl Report {
             out,
             "{}: {} attached to {}",
             plural(self.sources.len(), "file"),
-            plural(self.objects, "policy"),
+            plural(self.set.objects(), "policy"),
             plural(self.set.len(), "target"),
         );
         if !self.skipped.is_empty() {

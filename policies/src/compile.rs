@@ -81,8 +81,14 @@ fn hash_key(spec: &HashKeySpec) -> HashKey {
         HashKeySpec::Header(name) => HashKey::Header {
             name: name.to_ascii_lowercase(),
         },
-        HashKeySpec::Cookie { name, ttl, path } => HashKey::Cookie {
+        HashKeySpec::Cookie {
+            name,
+            ttl,
+            path,
+            generate,
+        } => HashKey::Cookie {
             name: name.clone(),
+            generate: *generate,
             ttl: ttl.filter(|t| !t.is_zero()),
             path: path
                 .clone()
@@ -126,7 +132,11 @@ fn timeouts(spec: &TimeoutsSpec) -> Timeouts {
     Timeouts {
         connect: spec.connect.unwrap_or(plan::DEFAULT_CONNECT_TIMEOUT),
         request: spec.request,
-        idle: spec.idle.unwrap_or(plan::DEFAULT_IDLE_TIMEOUT),
+        idle: match spec.idle {
+            Some(idle) if idle.is_zero() => None,
+            Some(idle) => Some(idle),
+            None => Some(plan::DEFAULT_IDLE_TIMEOUT),
+        },
     }
 }
 
@@ -180,6 +190,6 @@ fn connection_pool(spec: &ConnectionPoolSpec) -> ConnectionPool {
         max_pending_requests: spec
             .max_pending_requests
             .unwrap_or(plan::DEFAULT_MAX_PENDING_REQUESTS),
-        max_requests_per_connection: spec.max_requests_per_connection.flatten(),
+        max_requests_per_connection: spec.max_requests_per_connection,
     }
 }

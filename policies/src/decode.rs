@@ -73,6 +73,14 @@ impl<'n> FieldRef<'n> {
         self.node.span
     }
 
+    /// A scalar as it was written (for messages: `1e-300`, not its decimal expansion).
+    pub fn written(&self) -> &'n str {
+        match &self.node.value {
+            Value::Scalar(s) => &s.text,
+            _ => "",
+        }
+    }
+
     /// The span of key `name` if this is a mapping that has it (the key, not its value).
     pub fn key_span(&self, name: &str) -> Option<Span> {
         let Value::Map(entries) = &self.node.value else {
@@ -129,14 +137,6 @@ impl<'n> Object<'n> {
         self.get(name).is_some()
     }
 
-    /// The span of key `name` as written, or of the whole mapping when it is absent.
-    pub fn key_span(&self, name: &str) -> Span {
-        self.entries
-            .iter()
-            .find(|(key, _, _)| *key == name)
-            .map_or(self.span, |(_, key, _)| key.span)
-    }
-
     /// The mapping's path.
     pub fn path(&self) -> &FieldPath {
         &self.path
@@ -174,11 +174,6 @@ impl Decoder {
             diagnostics: Vec::new(),
             errors: 0,
         }
-    }
-
-    /// The source name.
-    pub fn file(&self) -> &Arc<str> {
-        &self.file
     }
 
     /// Errors recorded so far.
@@ -261,12 +256,13 @@ impl Decoder {
         field: &FieldRef<'n>,
         schema: &'static ObjectSchema,
     ) -> Option<Object<'n>> {
-        let Value::Map(pairs) = &field.node.value else {
+        let Value::Map(_) = &field.node.value else {
             let found = field.node.describe();
             self.error(field, format!("expected a mapping, found {found}"))
                 .expected = Some(format!("a mapping of {} fields", schema.name));
             return None;
         };
+        let pairs = self.merged_pairs(field, 0);
         let mut entries: Vec<(&'n str, &'n Node, &'n Node)> = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
             let key_ref = FieldRef {
@@ -340,6 +336,68 @@ impl Decoder {
         })
     }
 
+    /// The pairs of a mapping with YAML merge keys (`<<: *defaults`) applied, as
+    /// Kubernetes' YAML reader does: keys written in the mapping win over merged ones, and
+    /// among merged mappings the earlier wins.
+    fn merged_pairs<'n>(
+        &mut self,
+        field: &FieldRef<'n>,
+        depth: usize,
+    ) -> Vec<(&'n Node, &'n Node)> {
+        let Value::Map(pairs) = &field.node.value else {
+            return Vec::new();
+        };
+        let is_merge =
+            |key: &Node| matches!(&key.value, Value::Scalar(s) if s.plain && s.text == "<<");
+        let mut out: Vec<(&'n Node, &'n Node)> = pairs
+            .iter()
+            .filter(|(k, _)| !is_merge(k))
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        for (key, value) in pairs.iter().filter(|(k, _)| is_merge(k)) {
+            let merge = FieldRef {
+                node: value,
+                path: field.path.field("<<"),
+                expected: "a mapping or a list of mappings",
+            };
+            let sources: Vec<&'n Node> = match &value.value {
+                Value::Map(_) => vec![value.as_ref()],
+                Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
+                    items.iter().map(|i| i.as_ref()).collect()
+                }
+                _ => {
+                    let found = value.describe();
+                    self.error(&merge, format!("the merge key `<<` needs a mapping or a list of mappings, found {found}"))
+                        .expected = Some(merge.expected.into());
+                    continue;
+                }
+            };
+            if depth >= MAX_MERGE_DEPTH {
+                self.report(
+                    Severity::Error,
+                    key.span,
+                    &merge.path,
+                    "merge keys nest too deeply",
+                );
+                continue;
+            }
+            for source in sources {
+                let nested = FieldRef {
+                    node: source,
+                    ..merge.clone()
+                };
+                for (k, v) in self.merged_pairs(&nested, depth + 1) {
+                    let name = k.resolve();
+                    let taken = out.iter().any(|(existing, _)| existing.resolve() == name);
+                    if !taken {
+                        out.push((k, v));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The items of a list, each with its indexed path, described as `item`.
     pub fn items<'n>(
         &mut self,
@@ -383,6 +441,16 @@ impl Decoder {
     pub fn boolean(&mut self, field: &FieldRef<'_>) -> Option<bool> {
         match field.node.resolve() {
             Some(Resolved::Bool(b)) => Some(b),
+            Some(Resolved::Str(s))
+                if ["yes", "no", "on", "off", "y", "n"]
+                    .iter()
+                    .any(|w| s.eq_ignore_ascii_case(w)) =>
+            {
+                self.type_error(field).help = Some(format!(
+                    "YAML 1.2 reads `{s}` as a string; write `true` or `false`"
+                ));
+                None
+            }
             _ => {
                 self.type_error(field);
                 None
@@ -395,8 +463,19 @@ impl Decoder {
         let value = match field.node.resolve() {
             Some(Resolved::Int(i)) => i,
             Some(Resolved::Float(f)) if f.fract() == 0.0 && f.is_finite() => {
-                self.error(field, format!("expected a whole number, found `{f}`"))
-                    .help = Some(format!("write it as `{}`", f as i128));
+                let name = last_segment(&field.path).to_string();
+                let written = field.written();
+                if f < min as f64 || f > max as f64 {
+                    let rule = range_rule(min, max, f > max as f64);
+                    self.error(field, format!("{name} must be {rule}, found {written}"))
+                        .expected = Some(field.expected.to_string());
+                } else {
+                    self.error(
+                        field,
+                        format!("{name} must be written as an integer, found `{written}`"),
+                    )
+                    .help = Some(format!("write `{}`", f as i128));
+                }
                 return None;
             }
             _ => {
@@ -405,7 +484,7 @@ impl Decoder {
             }
         };
         if value < min || value > max {
-            let rule = range_rule(min, max);
+            let rule = range_rule(min, max, value > max);
             self.error(
                 field,
                 format!(
@@ -450,6 +529,7 @@ impl Decoder {
     pub fn duration(&mut self, field: &FieldRef<'_>, min: Duration) -> Option<Duration> {
         let text = match field.node.resolve() {
             Some(Resolved::Str(s)) => s,
+            Some(Resolved::Int(0)) => "0",
             Some(Resolved::Int(i)) => {
                 self.error(field, format!("duration `{i}` has no unit"))
                     .help = Some(format!(
@@ -471,6 +551,15 @@ impl Decoder {
                     format!("{name} must be at least {}", duration::format(min))
                 };
                 self.error(field, message).expected = Some(field.expected.to_string());
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                let name = last_segment(&field.path);
+                self.error(
+                    field,
+                    format!("{name} must be at most {}", duration::format(MAX_DURATION)),
+                )
+                .expected = Some(field.expected.to_string());
                 None
             }
             Ok(d) => Some(d),
@@ -503,16 +592,25 @@ impl Decoder {
     }
 }
 
+/// The longest duration a policy may name: a year. Longer is a mistake, and deadlines
+/// computed from it must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How deeply merge keys may chain (`<<` inside a merged mapping).
+const MAX_MERGE_DEPTH: usize = 8;
+
 /// The last key of a path (`qps` for `spec.rateLimit.qps`), for messages.
 pub fn last_segment(path: &FieldPath) -> &str {
     path.as_str().rsplit('.').next().unwrap_or(path.as_str())
 }
 
-fn range_rule(min: i128, max: i128) -> String {
-    let unbounded = i128::from(u32::MAX);
-    if max >= unbounded {
-        format!("at least {min}")
-    } else {
-        format!("between {min} and {max}")
+/// How to state the range a value missed: "between 1 and 100", or, for ranges open at
+/// the top (up to `u32::MAX`), "at least 1" below it and "at most 4294967295" above.
+fn range_rule(min: i128, max: i128, too_big: bool) -> String {
+    let open_top = max >= i128::from(u32::MAX);
+    match (open_top, too_big) {
+        (true, false) => format!("at least {min}"),
+        (true, true) => format!("at most {max}"),
+        (false, _) => format!("between {min} and {max}"),
     }
 }

@@ -172,7 +172,7 @@ pub static TCP_SETTINGS: ObjectSchema = ObjectSchema {
     fields: &[
         Field::value("maxConnections", "integer >= 0 (0 means unlimited)").default("unlimited"),
         Field::value("connectTimeout", "duration > 0").default("5s"),
-        Field::value("idleTimeout", "duration > 0").default("1h"),
+        Field::value("idleTimeout", "duration >= 0 (0s: never)").default("1h"),
         Field::unsupported(
             "tcpKeepalive",
             "Causeway's tunnels keep links alive themselves",
@@ -198,7 +198,7 @@ pub static HTTP_SETTINGS: ObjectSchema = ObjectSchema {
             "integer >= 0 (0 means unlimited)",
         )
         .default("unlimited"),
-        Field::value("idleTimeout", "duration > 0").default("1h"),
+        Field::value("idleTimeout", "duration >= 0 (0s: never)").default("1h"),
         Field::unsupported(
             "http2MaxRequests",
             "limit concurrency with maxConnections and http1MaxPendingRequests",
@@ -255,27 +255,17 @@ pub static OUTLIER_DETECTION: ObjectSchema = ObjectSchema {
     ],
 };
 
-/// The sections of one traffic policy level that a DestinationRule can set. `None` means
-/// "not written at this level" (so a port inherits it from the top level).
+/// The sections of one traffic policy level that a DestinationRule can set.
 #[derive(Debug, Clone, Default)]
 struct Sections {
     load_balancer: Option<LoadBalancerSpec>,
     connection_pool: Option<(ConnectionPoolSpec, TimeoutsSpec)>,
-    /// `Some(None)`: written, with ejection turned off (`consecutive5xxErrors: 0`).
-    outlier_detection: Option<Option<OutlierDetectionSpec>>,
+    outlier_detection: Option<OutlierDetectionSpec>,
+    /// Whether any of the three was written (an outlier detection turned off counts).
+    written: bool,
 }
 
 impl Sections {
-    fn inherit(self, top: &Sections) -> Sections {
-        Sections {
-            load_balancer: self.load_balancer.or_else(|| top.load_balancer.clone()),
-            connection_pool: self.connection_pool.or_else(|| top.connection_pool.clone()),
-            outlier_detection: self
-                .outlier_detection
-                .or_else(|| top.outlier_detection.clone()),
-        }
-    }
-
     fn into_spec(self) -> TrafficPolicySpec {
         let (connection_pool, timeouts) = match self.connection_pool {
             Some((pool, timeouts)) => (Some(pool), Some(timeouts)),
@@ -285,25 +275,42 @@ impl Sections {
             load_balancer: self.load_balancer,
             connection_pool,
             timeouts,
-            outlier_detection: self.outlier_detection.flatten(),
+            outlier_detection: self.outlier_detection,
             ..TrafficPolicySpec::default()
         }
     }
 }
 
-/// A decoded DestinationRule: its host as written, and one policy for the whole Service
-/// plus one per port-level setting.
+/// One policy a DestinationRule attaches.
+#[derive(Debug, Clone)]
+pub struct RuleAttachment {
+    /// The port, or `None` for every port without a setting of its own.
+    pub port: Option<u16>,
+    /// The policy.
+    pub spec: TrafficPolicySpec,
+    /// Where it is written.
+    pub span: Span,
+    /// The field path of that place.
+    pub path: String,
+}
+
+/// A decoded DestinationRule: its host as written, and the policies it attaches.
 #[derive(Debug, Clone)]
 pub struct DestinationRuleSpec {
     /// `spec.host` as written.
     pub host: String,
     /// Where `host` is written.
     pub host_span: Span,
-    /// `(port, policy, where)`: `None` for the rule's top level.
-    pub attachments: Vec<(Option<u16>, TrafficPolicySpec, Span)>,
+    /// The rule's top level (when it sets anything Causeway maps) and each port setting.
+    pub attachments: Vec<RuleAttachment>,
 }
 
 /// Decodes `spec`.
+///
+/// As in Istio, a port-level setting replaces the rule's top level for its port whole:
+/// what it does not write takes the defaults, not the top level's values. A rule that
+/// writes nothing Causeway maps (only `subsets`, say, or only `tls`) attaches nothing, so
+/// it never stands in the way of a TrafficPolicy for the same Service.
 pub fn decode_spec(d: &mut Decoder, field: &FieldRef<'_>) -> Option<DestinationRuleSpec> {
     let spec = d.object(field, &SPEC)?;
     let host = d.require(&spec, "host").and_then(|f| {
@@ -315,28 +322,42 @@ pub fn decode_spec(d: &mut Decoder, field: &FieldRef<'_>) -> Option<DestinationR
         Some((host.to_string(), f.span()))
     });
     let mut attachments = Vec::new();
-    match spec.get("trafficPolicy") {
-        None => attachments.push((None, TrafficPolicySpec::default(), spec.span())),
-        Some(tp) => {
-            let policy = d.object(&tp, &TRAFFIC_POLICY)?;
-            let top = sections(d, &policy);
-            if let Some(list) = policy.get("portLevelSettings") {
-                for item in d.items(&list, "a port-level traffic policy")? {
-                    let Some(port_policy) = d.object(&item, &PORT_SETTINGS) else {
-                        continue;
-                    };
-                    let port = d.require(&port_policy, "port").and_then(|f| {
-                        let selector = d.object(&f, &PORT_SELECTOR)?;
-                        let number = d.require(&selector, "number")?;
-                        d.u32(&number, 1, 65535).and_then(|p| u16::try_from(p).ok())
+    if let Some(tp) = spec.get("trafficPolicy") {
+        let policy = d.object(&tp, &TRAFFIC_POLICY)?;
+        let top = sections(d, &policy);
+        let top_written = top.written;
+        if top_written {
+            attachments.push(RuleAttachment {
+                port: None,
+                spec: top.into_spec(),
+                span: tp.span(),
+                path: tp.path.as_str().to_string(),
+            });
+        }
+        if let Some(list) = policy.get("portLevelSettings") {
+            for item in d.items(&list, "a port-level traffic policy")? {
+                let Some(port_policy) = d.object(&item, &PORT_SETTINGS) else {
+                    continue;
+                };
+                let port = d.require(&port_policy, "port").and_then(|f| {
+                    let selector = d.object(&f, &PORT_SELECTOR)?;
+                    let number = d.require(&selector, "number")?;
+                    d.u32(&number, 1, 65535).and_then(|p| u16::try_from(p).ok())
+                });
+                let own = sections(d, &port_policy);
+                // A port setting that maps to nothing still takes its port away from the
+                // top level (to the defaults), unless the top level maps nothing either.
+                if let Some(port) = port
+                    && (own.written || top_written)
+                {
+                    attachments.push(RuleAttachment {
+                        port: Some(port),
+                        spec: own.into_spec(),
+                        span: item.span(),
+                        path: item.path.as_str().to_string(),
                     });
-                    let own = sections(d, &port_policy);
-                    if let Some(port) = port {
-                        attachments.push((Some(port), own.inherit(&top).into_spec(), item.span()));
-                    }
                 }
             }
-            attachments.insert(0, (None, top.into_spec(), tp.span()));
         }
     }
     let (host, host_span) = host?;
@@ -348,6 +369,9 @@ pub fn decode_spec(d: &mut Decoder, field: &FieldRef<'_>) -> Option<DestinationR
 }
 
 fn sections(d: &mut Decoder, policy: &crate::decode::Object<'_>) -> Sections {
+    let written = ["loadBalancer", "connectionPool", "outlierDetection"]
+        .iter()
+        .any(|s| policy.has(s));
     Sections {
         load_balancer: policy
             .get("loadBalancer")
@@ -358,6 +382,7 @@ fn sections(d: &mut Decoder, policy: &crate::decode::Object<'_>) -> Sections {
         outlier_detection: policy
             .get("outlierDetection")
             .and_then(|f| outlier_detection(d, &f)),
+        written,
     }
 }
 
@@ -433,6 +458,7 @@ fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHa
         cookie: "httpCookie",
         source_ip: "useSourceIp",
         query_parameter: "httpQueryParameterName",
+        generate_cookie_without_ttl: false,
     };
     let o = d.object(field, &CONSISTENT_HASH)?;
     let key = hash_key(d, &o, &NAMES, &HTTP_COOKIE)?;
@@ -466,7 +492,7 @@ fn connection_pool(
             .and_then(|f| d.duration(&f, POSITIVE));
         timeouts.idle = tcp
             .get("idleTimeout")
-            .and_then(|f| d.duration(&f, POSITIVE));
+            .and_then(|f| d.duration(&f, Duration::ZERO));
     }
     if let Some(f) = o.get("http") {
         let http = d.object(&f, &HTTP_SETTINGS)?;
@@ -476,37 +502,57 @@ fn connection_pool(
             .flatten();
         pool.max_requests_per_connection = http
             .get("maxRequestsPerConnection")
-            .and_then(|f| zero_means_default(d, &f));
+            .and_then(|f| zero_means_default(d, &f))
+            .flatten();
         if let Some(idle) = http
             .get("idleTimeout")
-            .and_then(|f| d.duration(&f, POSITIVE))
+            .and_then(|f| d.duration(&f, Duration::ZERO))
         {
-            // Both Istio idle timeouts close an idle connection; the shorter one wins.
-            timeouts.idle = Some(timeouts.idle.map_or(idle, |tcp| tcp.min(idle)));
+            // Either Istio idle timeout closes an idle connection, so the shorter wins;
+            // `0s` turns one off, leaving the other.
+            timeouts.idle = Some(match timeouts.idle {
+                Some(tcp) if tcp.is_zero() => idle,
+                Some(tcp) if !idle.is_zero() => tcp.min(idle),
+                Some(tcp) => tcp,
+                None => idle,
+            });
         }
     }
     Some((pool, timeouts))
 }
 
-fn outlier_detection(
-    d: &mut Decoder,
-    field: &FieldRef<'_>,
-) -> Option<Option<OutlierDetectionSpec>> {
+fn outlier_detection(d: &mut Decoder, field: &FieldRef<'_>) -> Option<OutlierDetectionSpec> {
     let o = d.object(field, &OUTLIER_DETECTION)?;
-    let consecutive = o
+    let five_xx = o
         .get("consecutive5xxErrors")
-        .or_else(|| o.get("consecutiveErrors"))
         .and_then(|f| d.u32(&f, 0, u32::MAX));
-    let spec = OutlierDetectionSpec {
-        consecutive_errors: consecutive,
+    // The deprecated field is a plain integer in Istio: 0 means unset, not off.
+    let deprecated = o.get("consecutiveErrors").and_then(|f| {
+        let n = d.u32(&f, 0, u32::MAX)?;
+        if o.has("consecutive5xxErrors") {
+            d.warning(
+                &f,
+                "consecutiveErrors is ignored because consecutive5xxErrors is set",
+            )
+            .help = Some("remove consecutiveErrors".into());
+        }
+        (n != 0).then_some(n)
+    });
+    if five_xx == Some(0) {
+        // Ejection on errors turned off: nothing else here can eject.
+        return None;
+    }
+    Some(OutlierDetectionSpec {
+        consecutive_errors: five_xx.or(deprecated),
         interval: o.get("interval").and_then(|f| d.duration(&f, POSITIVE)),
         base_ejection_time: o
             .get("baseEjectionTime")
             .and_then(|f| d.duration(&f, POSITIVE)),
+        // Istio sets the percent only when it is above 0; 0 leaves the default.
         max_ejection_percent: o
             .get("maxEjectionPercent")
             .and_then(|f| d.u32(&f, 0, 100))
-            .and_then(|v| u8::try_from(v).ok()),
-    };
-    Some((consecutive != Some(0)).then_some(spec))
+            .and_then(|v| u8::try_from(v).ok())
+            .filter(|v| *v != 0),
+    })
 }

@@ -188,18 +188,19 @@ pub fn render_text(diagnostic: &Diagnostic, sources: &[Source]) -> String {
             let gutter = " ".repeat(number.len());
             let _ = writeln!(out, "{gutter}--> {location}");
             if let Some(text) = line_text {
-                let start = location.pos.column.saturating_sub(1) as usize;
+                let column = location.pos.column.saturating_sub(1) as usize;
                 let width = location
                     .end_column
-                    .map_or(1, |end| (end - location.pos.column) as usize)
+                    .map_or(1, |end| end.saturating_sub(location.pos.column) as usize)
                     .max(1);
-                let lead: String = text
+                let (shown, caret_at, width) = window(text, column, width);
+                let lead: String = shown
                     .chars()
-                    .take(start)
+                    .take(caret_at)
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
                 let _ = writeln!(out, "{gutter} |");
-                let _ = writeln!(out, "{number} | {text}");
+                let _ = writeln!(out, "{number} | {shown}");
                 let path = diagnostic.path.as_deref().unwrap_or("");
                 let _ = writeln!(out, "{gutter} | {lead}{} {path}", "^".repeat(width));
                 trim_trailing_space(&mut out);
@@ -217,6 +218,33 @@ pub fn render_text(diagnostic: &Diagnostic, sources: &[Source]) -> String {
     }
     out
 }
+
+/// The part of a long line worth quoting: at most [`QUOTE_WIDTH`] characters around
+/// `column`, with `…` where it was cut. Returns the text, the caret's character offset in
+/// it, and the caret width, clipped to the window.
+fn window(line: &str, column: usize, width: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= QUOTE_WIDTH {
+        return (line.to_string(), column.min(chars.len()), width);
+    }
+    let start = column.saturating_sub(QUOTE_WIDTH / 3).min(chars.len());
+    let end = (start + QUOTE_WIDTH).min(chars.len());
+    let mut shown = String::new();
+    let mut caret_at = column.saturating_sub(start);
+    if start > 0 {
+        shown.push('…');
+        caret_at += 1;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push('…');
+    }
+    let width = width.min(end.saturating_sub(column)).max(1);
+    (shown, caret_at, width)
+}
+
+/// The most characters of a source line a diagnostic quotes.
+const QUOTE_WIDTH: usize = 100;
 
 fn append_notes(out: &mut String, diagnostic: &Diagnostic, gutter: &str) {
     if let Some(expected) = &diagnostic.expected {
@@ -238,4 +266,37 @@ fn trim_trailing_space(out: &mut String) {
     let trimmed_len = out.trim_end().len();
     out.truncate(trimmed_len);
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_quoted_around_the_column() {
+        let line = format!("{}burts: 1{}", "a".repeat(500), "b".repeat(500));
+        let (shown, caret_at, width) = window(&line, 500, 5);
+        assert!(shown.chars().count() <= QUOTE_WIDTH + 2);
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        let caret: String = shown.chars().skip(caret_at).take(width).collect();
+        assert_eq!(caret, "burts");
+        let (short, at, w) = window("qps: -5", 5, 2);
+        assert_eq!((short.as_str(), at, w), ("qps: -5", 5, 2));
+    }
+
+    #[test]
+    fn a_location_past_its_line_does_not_underflow() {
+        let file: Arc<str> = Arc::from("f.yaml");
+        let mut location = Location::at(
+            &file,
+            Pos {
+                line: 1,
+                column: 40,
+            },
+        );
+        location.end_column = Some(3);
+        let d = Diagnostic::new(Severity::Error, location, "m");
+        let text = render_text(&d, &[Source::new("f.yaml", "short\n")]);
+        assert!(text.contains("--> f.yaml:1:40"), "{text}");
+    }
 }

@@ -46,6 +46,7 @@ impl Input {
 pub fn read_inputs(inputs: &[Input], stdin: &mut dyn Read) -> (Vec<Source>, Vec<Diagnostic>) {
     let mut sources = Vec::new();
     let mut diagnostics = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for input in inputs {
         match input {
             Input::Stdin => {
@@ -60,13 +61,22 @@ pub fn read_inputs(inputs: &[Input], stdin: &mut dyn Read) -> (Vec<Source>, Vec<
                     )),
                 }
             }
-            Input::Path(path) => read_path(path, &mut sources, &mut diagnostics),
+            Input::Path(path) => read_path(path, &mut seen, &mut sources, &mut diagnostics),
         }
     }
     (sources, diagnostics)
 }
 
-fn read_path(path: &Path, sources: &mut Vec<Source>, diagnostics: &mut Vec<Diagnostic>) {
+/// Files already read, by canonical path: a file named twice (`dir dir/a.yaml`) is read
+/// once, so its policies are not reported as defined twice.
+type Seen = std::collections::HashSet<PathBuf>;
+
+fn read_path(
+    path: &Path,
+    seen: &mut Seen,
+    sources: &mut Vec<Source>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let name: Arc<str> = Arc::from(path.display().to_string());
     let metadata = match fs::metadata(path) {
         Ok(m) => m,
@@ -93,10 +103,10 @@ fn read_path(path: &Path, sources: &mut Vec<Source>, diagnostics: &mut Vec<Diagn
             );
         }
         for file in files {
-            read_file(&file, sources, diagnostics);
+            read_file(&file, seen, sources, diagnostics);
         }
     } else {
-        read_file(path, sources, diagnostics);
+        read_file(path, seen, sources, diagnostics);
     }
 }
 
@@ -140,7 +150,17 @@ fn has_yaml_extension(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
-fn read_file(path: &Path, sources: &mut Vec<Source>, diagnostics: &mut Vec<Diagnostic>) {
+fn read_file(
+    path: &Path,
+    seen: &mut Seen,
+    sources: &mut Vec<Source>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Ok(canonical) = fs::canonicalize(path)
+        && !seen.insert(canonical)
+    {
+        return;
+    }
     let name: Arc<str> = Arc::from(path.display().to_string());
     let file = match fs::File::open(path) {
         Ok(f) => f,

@@ -89,6 +89,8 @@ pub struct Attachment {
     pub spec: TrafficPolicySpec,
     /// Where it is written (the target reference, or the port-level setting).
     pub location: Location,
+    /// The field path of that place, for conflict messages.
+    pub path: String,
 }
 
 /// A valid policy object.
@@ -98,6 +100,9 @@ pub struct PolicyObject {
     pub origin: PolicyOrigin,
     /// Where the object starts.
     pub location: Location,
+    /// The field path of its name (`metadata.name`, or `items[2].metadata.name` in a
+    /// list), for messages about the object as a whole.
+    pub name_path: String,
     /// What it attaches: one target for a TrafficPolicy; the Service and each listed port
     /// for a DestinationRule.
     pub attachments: Vec<Attachment>,
@@ -136,7 +141,7 @@ pub static ENVELOPE: ObjectSchema = ObjectSchema {
         Field::value("apiVersion", "`group/version`"),
         Field::value("kind", "an object kind"),
         Field::object("metadata", &METADATA),
-        Field::new("spec", Ty::Any),
+        Field::value("spec", "the policy, a mapping"),
         Field::ignored("status"),
     ],
 };
@@ -168,11 +173,15 @@ pub static METADATA: ObjectSchema = ObjectSchema {
 
 /// Decodes every object of one document (several for a `kind: List`).
 pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
-    let field = FieldRef::root(root);
-    let Value::Map(_) = &root.value else {
-        let found = root.describe();
+    decode_object(d, &FieldRef::root(root))
+}
+
+/// Decodes the object at `field`: the document root, or an item of a `kind: List`.
+fn decode_object(d: &mut Decoder, field: &FieldRef<'_>) -> Vec<Decoded> {
+    let Value::Map(_) = &field.node.value else {
+        let found = field.node.describe();
         d.error(
-            &field,
+            field,
             format!("expected a Kubernetes object, found {found}"),
         )
         .expected = Some(field.expected.into());
@@ -186,10 +195,8 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
         } else {
             "kind"
         };
-        d.report(
-            crate::Severity::Error,
-            root.span,
-            &field.path,
+        d.error(
+            field,
             format!("not a Kubernetes object: missing `{missing}`"),
         )
         .expected = Some(field.expected.into());
@@ -212,14 +219,7 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
             };
             items
                 .iter()
-                .flat_map(|item| match &item.node.value {
-                    Value::Map(_) => decode_document(d, item.node),
-                    _ => {
-                        let found = item.node.describe();
-                        d.error(item, format!("expected a Kubernetes object, found {found}"));
-                        vec![Decoded::Invalid(None)]
-                    }
-                })
+                .flat_map(|item| decode_object(d, item))
                 .collect()
         }
         (traffic_policy::GROUP, _) => {
@@ -233,7 +233,7 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
             }
             vec![decode_policy(
                 d,
-                &field,
+                field,
                 PolicyKind::TrafficPolicy,
                 api_version_text,
             )]
@@ -245,7 +245,7 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
             }
             vec![decode_policy(
                 d,
-                &field,
+                field,
                 PolicyKind::DestinationRule,
                 api_version_text,
             )]
@@ -260,12 +260,7 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
                 format!("Istio {other} is not read by Causeway; it has no effect"),
             )
             .help = Some("Causeway reads DestinationRule from Istio; write retries and timeouts in a TrafficPolicy".into());
-            vec![Decoded::Skipped(skipped(
-                d,
-                &field,
-                api_version_text,
-                other,
-            ))]
+            vec![Decoded::Skipped(skipped(d, field, api_version_text, other))]
         }
         (_, traffic_policy::KIND) => {
             d.error(
@@ -294,12 +289,36 @@ pub fn decode_document(d: &mut Decoder, root: &Node) -> Vec<Decoded> {
             .expected = Some(format!("{}/v1", destination_rule::GROUP));
             vec![Decoded::Invalid(None)]
         }
-        _ => vec![Decoded::Skipped(skipped(
-            d,
-            &field,
-            api_version_text,
-            kind_text,
-        ))],
+        _ => {
+            let policy_kinds = [traffic_policy::KIND, destination_rule::KIND];
+            let policy_groups = [traffic_policy::GROUP, destination_rule::GROUP];
+            let near_kind = suggest::closest(kind_text, policy_kinds);
+            let near_group = suggest::closest(group, policy_groups);
+            if let Some(meant) = near_kind.or(near_group.map(|g| {
+                if g == traffic_policy::GROUP {
+                    traffic_policy::KIND
+                } else {
+                    destination_rule::KIND
+                }
+            })) {
+                let served = if meant == traffic_policy::KIND {
+                    format!("{}/{}", traffic_policy::GROUP, traffic_policy::VERSION)
+                } else {
+                    format!("{}/v1", destination_rule::GROUP)
+                };
+                d.warning(
+                    &kind,
+                    format!("`{kind_text}` of `{api_version_text}` is not a policy Causeway reads, so it is skipped"),
+                )
+                .help = Some(format!("did you mean kind `{meant}` of `{served}`?"));
+            }
+            vec![Decoded::Skipped(skipped(
+                d,
+                field,
+                api_version_text,
+                kind_text,
+            ))]
+        }
     }
 }
 
@@ -354,10 +373,18 @@ fn decode_policy(
     let meta = d.require(&object, "metadata").and_then(|f| metadata(d, &f));
     let spec = d.require(&object, "spec");
     let location = d.location(field.span());
+    let name_path = field
+        .path
+        .field("metadata")
+        .field("name")
+        .as_str()
+        .to_string();
     let decoded = match (kind, spec) {
-        (PolicyKind::TrafficPolicy, Some(spec)) => traffic_policy_object(d, &spec, meta, location),
+        (PolicyKind::TrafficPolicy, Some(spec)) => {
+            traffic_policy_object(d, &spec, meta, location, name_path)
+        }
         (PolicyKind::DestinationRule, Some(spec)) => {
-            destination_rule_object(d, &spec, meta, location, api_version)
+            destination_rule_object(d, &spec, meta, location, name_path, api_version)
         }
         (_, None) => Decoded::Invalid(None),
     };
@@ -374,6 +401,7 @@ fn traffic_policy_object(
     spec: &FieldRef<'_>,
     meta: Option<(String, String)>,
     location: Location,
+    name_path: String,
 ) -> Decoded {
     let (target, policy) = traffic_policy::decode_spec(d, spec);
     let (Some((namespace, name)), Some(target)) = (meta, target) else {
@@ -389,6 +417,7 @@ fn traffic_policy_object(
             name,
         },
         location,
+        name_path,
         attachments: vec![Attachment {
             target: PolicyTarget {
                 service: ServiceRef {
@@ -399,6 +428,7 @@ fn traffic_policy_object(
             },
             spec: policy,
             location: target_location,
+            path: spec.path.field("targetRef").as_str().to_string(),
         }],
     })
 }
@@ -408,6 +438,7 @@ fn destination_rule_object(
     spec: &FieldRef<'_>,
     meta: Option<(String, String)>,
     location: Location,
+    name_path: String,
     api_version: &str,
 ) -> Decoded {
     let decoded = destination_rule::decode_spec(d, spec);
@@ -416,19 +447,16 @@ fn destination_rule_object(
     };
     let service = match resolve_host(&rule.host, &namespace) {
         HostTarget::Service(service) => {
-            if let Some(host) = spec.member("host", "a Service host")
-                && validate::service_name(d, &host, &service.name).is_none()
-            {
-                return Decoded::Invalid(None);
+            if let Some(host) = spec.member("host", "a Service host") {
+                let name_ok = validate::service_name(d, &host, &service.name).is_some();
+                let namespace_ok = validate::namespace(d, &host, &service.namespace).is_some();
+                if !(name_ok && namespace_ok) {
+                    return Decoded::Invalid(None);
+                }
             }
             service
         }
-        HostTarget::Wildcard | HostTarget::External => {
-            let why = if rule.host.contains('*') {
-                "is a wildcard"
-            } else {
-                "is not a Kubernetes Service (`name` or `name.namespace.svc.<domain>`)"
-            };
+        HostTarget::NotAService(why) => {
             d.report(
                 crate::Severity::Warning,
                 rule.host_span,
@@ -446,13 +474,14 @@ fn destination_rule_object(
     let attachments = rule
         .attachments
         .into_iter()
-        .map(|(port, policy, span)| Attachment {
+        .map(|a| Attachment {
             target: PolicyTarget {
                 service: service.clone(),
-                port,
+                port: a.port,
             },
-            spec: policy,
-            location: d.location(span),
+            spec: a.spec,
+            location: d.location(a.span),
+            path: a.path,
         })
         .collect();
     Decoded::Policy(PolicyObject {
@@ -462,6 +491,7 @@ fn destination_rule_object(
             name,
         },
         location,
+        name_path,
         attachments,
     })
 }
@@ -495,17 +525,15 @@ fn metadata(d: &mut Decoder, field: &FieldRef<'_>) -> Option<(String, String)> {
 pub enum HostTarget {
     /// A Service of the cluster.
     Service(ServiceRef),
-    /// A wildcard such as `*.shop.svc.cluster.local`.
-    Wildcard,
-    /// A host outside the cluster (a ServiceEntry's, say).
-    External,
+    /// Not one Service of the cluster, and why.
+    NotAService(&'static str),
 }
 
 /// Resolves a host as Istio does: a name without dots is a Service in the rule's own
 /// namespace; `name.namespace.svc.<cluster domain>` is a Service; anything else is not.
 pub fn resolve_host(host: &str, rule_namespace: &str) -> HostTarget {
     if host.contains('*') {
-        return HostTarget::Wildcard;
+        return HostTarget::NotAService("is a wildcard");
     }
     let labels: Vec<&str> = host.split('.').collect();
     match labels.as_slice() {
@@ -519,7 +547,9 @@ pub fn resolve_host(host: &str, rule_namespace: &str) -> HostTarget {
                 name: (*name).to_string(),
             })
         }
-        _ => HostTarget::External,
+        _ => HostTarget::NotAService(
+            "is not a Kubernetes Service (`name` or `name.namespace.svc.<domain>`)",
+        ),
     }
 }
 
@@ -544,14 +574,17 @@ mod tests {
             resolve_host("reviews.prod.svc.edge.example", "shop"),
             svc("prod", "reviews")
         );
-        assert_eq!(resolve_host("reviews.prod", "shop"), HostTarget::External);
-        assert_eq!(
+        assert!(matches!(
+            resolve_host("reviews.prod", "shop"),
+            HostTarget::NotAService(_)
+        ));
+        assert!(matches!(
             resolve_host("api.example.com", "shop"),
-            HostTarget::External
-        );
+            HostTarget::NotAService(_)
+        ));
         assert_eq!(
             resolve_host("*.shop.svc.cluster.local", "shop"),
-            HostTarget::Wildcard
+            HostTarget::NotAService("is a wildcard")
         );
     }
 }

@@ -176,10 +176,12 @@ pub enum HashKey {
         /// The header name, lowercased.
         name: String,
     },
-    /// An HTTP cookie, set by the mesh when the request has none.
+    /// An HTTP cookie.
     Cookie {
         /// The cookie name.
         name: String,
+        /// Whether the mesh sets the cookie on a response to a request that had none.
+        generate: bool,
         /// Max-Age of a generated cookie; `None` makes a session cookie.
         #[serde(serialize_with = "ser_opt_duration")]
         ttl: Option<Duration>,
@@ -326,9 +328,9 @@ pub struct Timeouts {
     /// A whole request, retries included; `None` for no limit.
     #[serde(serialize_with = "ser_opt_duration")]
     pub request: Option<Duration>,
-    /// A connection with no traffic either way is closed after this.
-    #[serde(serialize_with = "ser_duration")]
-    pub idle: Duration,
+    /// A connection with no traffic either way is closed after this; `None` for never.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub idle: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -336,7 +338,7 @@ impl Default for Timeouts {
         Self {
             connect: DEFAULT_CONNECT_TIMEOUT,
             request: None,
-            idle: DEFAULT_IDLE_TIMEOUT,
+            idle: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::compile::compile;
 use crate::diag::{Diagnostic, Location, Severity};
-use crate::object::{PolicyObject, PolicyOrigin, PolicyTarget};
+use crate::object::{Attachment, PolicyObject, PolicyOrigin, PolicyTarget};
 use crate::plan::ServicePolicy;
 
 /// A compiled policy bound to its target.
@@ -40,6 +40,7 @@ pub struct PolicySet {
     services: BTreeMap<String, BTreeMap<String, ServicePolicies>>,
     default: Arc<ServicePolicy>,
     len: usize,
+    objects: usize,
 }
 
 impl PolicySet {
@@ -91,6 +92,11 @@ impl PolicySet {
         self.len
     }
 
+    /// The number of objects with at least one bound target.
+    pub fn objects(&self) -> usize {
+        self.objects
+    }
+
     /// Whether no policy is bound.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -129,15 +135,12 @@ impl PolicySetBuilder {
         if !self.register(&object) {
             return;
         }
+        let mut bound_any = false;
         for attachment in object.attachments {
-            if !self.claim(
-                &object.origin,
-                &attachment.target,
-                &attachment.location,
-                true,
-            ) {
+            if !self.claim(&object.origin, &attachment, true) {
                 continue;
             }
+            bound_any = true;
             let bound = BoundPolicy {
                 origin: object.origin.clone(),
                 plan: Arc::new(compile(&attachment.spec)),
@@ -157,6 +160,9 @@ impl PolicySetBuilder {
             }
             self.set.len += 1;
         }
+        if bound_any {
+            self.set.objects += 1;
+        }
     }
 
     /// Records the targets of an object that has errors, binding nothing, so that another
@@ -166,12 +172,7 @@ impl PolicySetBuilder {
             return;
         }
         for attachment in &object.attachments {
-            self.claim(
-                &object.origin,
-                &attachment.target,
-                &attachment.location,
-                false,
-            );
+            self.claim(&object.origin, attachment, false);
         }
     }
 
@@ -185,6 +186,7 @@ impl PolicySetBuilder {
                         object.location.clone(),
                         format!("{} is defined twice", object.origin),
                     )
+                    .with_path(object.name_path.clone())
                     .with_related(first.get().clone(), "first defined")
                     .with_help("rename one of them, or remove the copy"),
                 );
@@ -199,13 +201,8 @@ impl PolicySetBuilder {
 
     /// Claims a target; `false` (with an error naming both places) when another object
     /// claimed it first.
-    fn claim(
-        &mut self,
-        origin: &PolicyOrigin,
-        target: &PolicyTarget,
-        location: &Location,
-        valid: bool,
-    ) -> bool {
+    fn claim(&mut self, origin: &PolicyOrigin, attachment: &Attachment, valid: bool) -> bool {
+        let target = &attachment.target;
         if let Some(first) = self.written_at.get(target) {
             let first_origin = &first.origin;
             let (message, help) = if first.valid {
@@ -220,7 +217,8 @@ impl PolicySetBuilder {
                 )
             };
             self.diagnostics.push(
-                Diagnostic::new(Severity::Error, location.clone(), message)
+                Diagnostic::new(Severity::Error, attachment.location.clone(), message)
+                    .with_path(attachment.path.clone())
                     .with_related(first.location.clone(), format!("{first_origin} targets it"))
                     .with_help(help),
             );
@@ -230,7 +228,7 @@ impl PolicySetBuilder {
             target.clone(),
             Claim {
                 origin: origin.clone(),
-                location: location.clone(),
+                location: attachment.location.clone(),
                 valid,
             },
         );

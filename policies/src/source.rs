@@ -7,14 +7,19 @@ use std::sync::Arc;
 pub struct Source {
     name: Arc<str>,
     text: Arc<str>,
+    /// Byte offset where each line starts, and where it ends (before its line break).
+    lines: Arc<[(usize, usize)]>,
 }
 
 impl Source {
     /// A source named `name` (a path as the user gave it, or `<stdin>`).
     pub fn new(name: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
+        let lines = line_spans(&text).collect();
         Self {
             name: name.into(),
-            text: text.into(),
+            text,
+            lines,
         }
     }
 
@@ -32,31 +37,45 @@ impl Source {
     /// `\n`, `\r\n` or a lone `\r`.
     pub fn line(&self, line: u32) -> Option<&str> {
         let index = usize::try_from(line).ok()?.checked_sub(1)?;
-        lines(&self.text).nth(index)
+        let (start, end) = *self.lines.get(index)?;
+        self.text.get(start..end)
+    }
+
+    /// How many lines the text has.
+    pub fn line_count(&self) -> usize {
+        self.lines.len()
     }
 }
 
-/// The lines of `text`, split at `\n`, `\r\n` and lone `\r`, as YAML counts them.
-pub fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+/// `(start, end)` byte offsets of each line of `text`, split at `\n`, `\r\n` and lone
+/// `\r`, as YAML counts lines.
+fn line_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = text.as_bytes();
+    let mut start = Some(0usize);
     std::iter::from_fn(move || {
-        let current = rest?;
-        match current.find(['\n', '\r']) {
+        let from = start?;
+        match bytes[from..].iter().position(|&b| b == b'\n' || b == b'\r') {
             Some(i) => {
-                let after = if current[i..].starts_with("\r\n") {
-                    i + 2
+                let end = from + i;
+                let after = if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
+                    end + 2
                 } else {
-                    i + 1
+                    end + 1
                 };
-                rest = Some(&current[after..]);
-                Some(&current[..i])
+                start = Some(after);
+                Some((from, end))
             }
             None => {
-                rest = None;
-                Some(current)
+                start = None;
+                Some((from, bytes.len()))
             }
         }
     })
+}
+
+/// The lines of `text`, as [`Source::line`] counts them.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    line_spans(text).map(move |(start, end)| &text[start..end])
 }
 
 #[cfg(test)]
@@ -69,7 +88,10 @@ mod tests {
         assert_eq!(lines(text).collect::<Vec<_>>(), vec!["a", "b", "c", "d"]);
         let source = Source::new("x", text);
         assert_eq!(source.line(3), Some("c"));
+        assert_eq!(source.line(4), Some("d"));
         assert_eq!(source.line(5), None);
+        assert_eq!(source.line(0), None);
         assert_eq!(lines("a\n").collect::<Vec<_>>(), vec!["a", ""]);
+        assert_eq!(Source::new("x", "é\r\n").line(1), Some("é"));
     }
 }

@@ -71,6 +71,9 @@ pub enum HashKeySpec {
         ttl: Option<Duration>,
         /// `path`.
         path: Option<String>,
+        /// Whether the mesh sets the cookie when a request has none (always for a
+        /// TrafficPolicy; for Istio only when `ttl` is written, as in Envoy).
+        generate: bool,
     },
     /// `sourceIP: true`.
     SourceIp,
@@ -130,7 +133,7 @@ pub struct TimeoutsSpec {
     pub connect: Option<Duration>,
     /// `request`.
     pub request: Option<Duration>,
-    /// `idle`.
+    /// `idle`; `0s` turns the idle timeout off.
     pub idle: Option<Duration>,
 }
 
@@ -177,6 +180,6 @@ pub struct ConnectionPoolSpec {
     pub max_connections: Option<u32>,
     /// `maxPendingRequests`.
     pub max_pending_requests: Option<u32>,
-    /// `maxRequestsPerConnection`; `Some(None)` is an explicit "unlimited" (Istio's 0).
-    pub max_requests_per_connection: Option<Option<u32>>,
+    /// `maxRequestsPerConnection`.
+    pub max_requests_per_connection: Option<u32>,
 }

@@ -31,6 +31,9 @@ pub const VERSION: &str = "v1alpha1";
 /// The kind.
 pub const KIND: &str = "TrafficPolicy";
 
+/// The lowest rate a limit may set: one request per 1000 seconds.
+pub const MIN_QPS: f64 = 0.001;
+
 /// A positive duration, at least one nanosecond.
 const POSITIVE: Duration = Duration::from_nanos(1);
 
@@ -127,7 +130,7 @@ pub static FAILOVER: ObjectSchema = ObjectSchema {
 pub static RATE_LIMIT: ObjectSchema = ObjectSchema {
     name: "RateLimit",
     fields: &[
-        Field::value("qps", "number > 0"),
+        Field::value("qps", "number, 0.001 to 1e9"),
         Field::value("burst", "integer >= 1").default("max(1, ceil(qps))"),
         Field::value("scope", "one of Service, Endpoint, Client").default("Service"),
         Field::value("enforceAt", "one of Destination, Source").default("Destination"),
@@ -142,7 +145,7 @@ pub static TIMEOUTS: ObjectSchema = ObjectSchema {
     fields: &[
         Field::value("connect", "duration > 0").default("5s"),
         Field::value("request", "duration > 0").default("none"),
-        Field::value("idle", "duration > 0").default("1h"),
+        Field::value("idle", "duration >= 0 (0s: never)").default("1h"),
     ],
 };
 
@@ -318,6 +321,16 @@ pub fn load_balancer(d: &mut Decoder, field: &FieldRef<'_>) -> Option<LoadBalanc
     if algorithm == Some(Algorithm::ConsistentHash) && !o.has("consistentHash") {
         d.missing(&o, "consistentHash");
     }
+    if algorithm.is_none()
+        && o.has("peakEwma")
+        && let Some(f) = o.get("consistentHash")
+    {
+        d.error(
+            &f,
+            "both peakEwma and consistentHash are set, so the algorithm is ambiguous",
+        )
+        .help = Some("set `algorithm`, and keep only the parameters of that algorithm".into());
+    }
     Some(LoadBalancerSpec {
         algorithm,
         peak_ewma,
@@ -330,8 +343,11 @@ fn consistent_hash(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConsistentHa
     let bounded_load = o.get("boundedLoad").and_then(|f| {
         let v = d.number(&f)?;
         if v < 1.0 {
-            d.error(&f, format!("boundedLoad must be at least 1.0, found {v}"))
-                .help = Some(
+            d.error(
+                &f,
+                format!("boundedLoad must be at least 1.0, found {}", f.written()),
+            )
+            .help = Some(
                 "1.25 lets an endpoint take 25% more than the mean before keys move on".into(),
             );
             return None;
@@ -350,6 +366,8 @@ pub(crate) struct HashKeyNames {
     pub cookie: &'static str,
     pub source_ip: &'static str,
     pub query_parameter: &'static str,
+    /// Whether a cookie without a `ttl` is still set by the mesh.
+    pub generate_cookie_without_ttl: bool,
 }
 
 const HASH_KEY_NAMES: HashKeyNames = HashKeyNames {
@@ -357,6 +375,7 @@ const HASH_KEY_NAMES: HashKeyNames = HashKeyNames {
     cookie: "cookie",
     source_ip: "sourceIP",
     query_parameter: "queryParameter",
+    generate_cookie_without_ttl: true,
 };
 
 /// The one hash key written in a consistent-hash mapping: exactly one of the four, each
@@ -406,7 +425,7 @@ pub(crate) fn hash_key(
             validate::header_name(d, &f, name)?.to_string(),
         ))
     } else if one == names.cookie {
-        hash_cookie(d, &f, cookie_schema)
+        hash_cookie(d, &f, cookie_schema, names.generate_cookie_without_ttl)
     } else if one == names.source_ip {
         if !d.boolean(&f)? {
             d.error(&f, format!("`{one}: false` selects no hash key"))
@@ -426,6 +445,7 @@ fn hash_cookie(
     d: &mut Decoder,
     field: &FieldRef<'_>,
     schema: &'static ObjectSchema,
+    generate_without_ttl: bool,
 ) -> Option<HashKeySpec> {
     let o = d.object(field, schema)?;
     let name = d.require(&o, "name").and_then(|f| {
@@ -439,6 +459,7 @@ fn hash_cookie(
     });
     Some(HashKeySpec::Cookie {
         name: name?,
+        generate: generate_without_ttl || o.has("ttl"),
         ttl,
         path,
     })
@@ -474,13 +495,29 @@ fn rate_limit(d: &mut Decoder, field: &FieldRef<'_>) -> Option<RateLimitSpec> {
     let qps = d.require(&o, "qps").and_then(|f| {
         let qps = d.number(&f)?;
         if qps <= 0.0 {
-            d.error(&f, format!("qps must be greater than 0, found {qps}"))
-                .help =
+            d.error(
+                &f,
+                format!("qps must be greater than 0, found {}", f.written()),
+            )
+            .help =
                 Some("remove rateLimit to stop limiting; 0.5 admits one request every 2s".into());
             return None;
         }
         if qps > 1e9 {
-            d.error(&f, format!("qps must be at most 1e9, found {qps}"));
+            d.error(
+                &f,
+                format!("qps must be at most 1e9, found {}", f.written()),
+            );
+            return None;
+        }
+        if qps < MIN_QPS {
+            d.error(
+                &f,
+                format!(
+                    "qps must be at least {MIN_QPS} (one request per 1000s), found {}",
+                    f.written()
+                ),
+            );
             return None;
         }
         Some(qps)
@@ -519,7 +556,7 @@ fn timeouts(d: &mut Decoder, field: &FieldRef<'_>) -> Option<TimeoutsSpec> {
     Some(TimeoutsSpec {
         connect: o.get("connect").and_then(|f| d.duration(&f, POSITIVE)),
         request: o.get("request").and_then(|f| d.duration(&f, POSITIVE)),
-        idle: o.get("idle").and_then(|f| d.duration(&f, POSITIVE)),
+        idle: o.get("idle").and_then(|f| d.duration(&f, Duration::ZERO)),
     })
 }
 
@@ -538,12 +575,20 @@ fn retries(d: &mut Decoder, field: &FieldRef<'_>) -> Option<RetriesSpec> {
         let b = d.object(&f, &BACKOFF)?;
         spec.backoff_base = b.get("baseInterval").and_then(|f| d.duration(&f, POSITIVE));
         spec.backoff_max = b.get("maxInterval").and_then(|f| d.duration(&f, POSITIVE));
-        if let (Some(base), Some(max), Some(f)) =
-            (spec.backoff_base, spec.backoff_max, b.get("maxInterval"))
+        let base = spec
+            .backoff_base
+            .unwrap_or(crate::plan::DEFAULT_BACKOFF_BASE);
+        if let (Some(max), Some(f)) = (spec.backoff_max, b.get("maxInterval"))
             && max < base
         {
-            d.error(&f, "maxInterval is shorter than baseInterval")
-                .expected = Some("duration >= baseInterval".into());
+            d.error(
+                &f,
+                format!(
+                    "maxInterval is shorter than baseInterval ({})",
+                    crate::duration::format(base)
+                ),
+            )
+            .expected = Some("duration >= baseInterval".into());
         }
     }
     if let Some(f) = o.get("budget") {
@@ -551,7 +596,10 @@ fn retries(d: &mut Decoder, field: &FieldRef<'_>) -> Option<RetriesSpec> {
         spec.budget_percent = b.get("percent").and_then(|f| {
             let v = d.number(&f)?;
             if !(0.0..=100.0).contains(&v) {
-                d.error(&f, format!("percent must be between 0 and 100, found {v}"));
+                d.error(
+                    &f,
+                    format!("percent must be between 0 and 100, found {}", f.written()),
+                );
                 return None;
             }
             Some(v)
@@ -577,6 +625,7 @@ fn retry_on(d: &mut Decoder, field: &FieldRef<'_>) -> Option<Vec<RetryCondition>
         field,
         "a retry condition or an HTTP status code from 400 to 599",
     )?;
+    let errors_before = d.error_count();
     let mut conditions = Vec::with_capacity(items.len());
     for item in items {
         let condition = match item.node.resolve() {
@@ -587,6 +636,13 @@ fn retry_on(d: &mut Decoder, field: &FieldRef<'_>) -> Option<Vec<RetryCondition>
             _ => d.enumeration(&item, RetryCondition::NAMES),
         };
         conditions.extend(condition);
+    }
+    if conditions.is_empty() && d.error_count() == errors_before {
+        d.error(field, "retryOn is empty, so nothing would be retried")
+            .help = Some(
+            "remove retryOn for the defaults, or set `attempts: 0` to turn retries off".into(),
+        );
+        return None;
     }
     Some(conditions)
 }
@@ -614,7 +670,6 @@ fn connection_pool(d: &mut Decoder, field: &FieldRef<'_>) -> Option<ConnectionPo
             .and_then(|f| d.u32(&f, 1, u32::MAX)),
         max_requests_per_connection: o
             .get("maxRequestsPerConnection")
-            .and_then(|f| d.u32(&f, 1, u32::MAX))
-            .map(Some),
+            .and_then(|f| d.u32(&f, 1, u32::MAX)),
     })
 }

@@ -249,8 +249,6 @@ fn resolve_float(text: &str) -> Option<f64> {
 pub struct Document {
     /// The root node; `None` for an empty document (a lone `---`, or only comments).
     pub root: Option<Rc<Node>>,
-    /// Where the document starts.
-    pub start: Pos,
 }
 
 /// A syntax error, or a document over the size limits.
@@ -287,9 +285,16 @@ pub fn parse(text: &str) -> Stream {
             Ok(Some(doc)) => stream.documents.push(doc),
             Ok(None) => {}
             Err(error) => {
+                let pos = error.pos;
                 stream.errors.push(error);
                 builder = DocumentBuilder::default();
                 if stream.errors.len() >= MAX_SYNTAX_ERRORS {
+                    stream.errors.push(SyntaxError {
+                        pos,
+                        message: format!(
+                            "{MAX_SYNTAX_ERRORS} syntax errors; the rest of this input is not read"
+                        ),
+                    });
                     break;
                 }
                 match parser.proceed_next_document() {
@@ -338,7 +343,6 @@ enum Frame {
 struct DocumentBuilder {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Rc<Node>>,
-    doc_start: Option<Pos>,
     root: Option<Rc<Node>>,
 }
 
@@ -356,13 +360,11 @@ impl DocumentBuilder {
                 self.stack.clear();
                 self.anchors.clear();
                 self.root = None;
-                self.doc_start = Some(start);
             }
             Event::DocumentEnd => {
                 let doc = Document {
                     // A document of only `---`, comments or `~` holds nothing.
                     root: self.root.take().filter(|root| !root.is_null()),
-                    start: self.doc_start.take().unwrap_or(start),
                 };
                 self.stack.clear();
                 self.anchors.clear();
@@ -373,6 +375,16 @@ impl DocumentBuilder {
                     pos: start,
                     message: "alias refers to an anchor that is not defined before it".into(),
                 })?;
+                // Collections opened here are bounded by `push`; an alias can graft a
+                // deep node anywhere, so its depth is checked where it lands.
+                if node.depth + self.stack.len() > MAX_DEPTH {
+                    return Err(SyntaxError {
+                        pos: start,
+                        message: format!(
+                            "collections nest deeper than {MAX_DEPTH} levels through aliases"
+                        ),
+                    });
+                }
                 self.complete(node, start)?;
             }
             Event::UnresolvedAlias(name) => {
@@ -482,14 +494,8 @@ impl DocumentBuilder {
             return Err(SyntaxError {
                 pos,
                 message: format!(
-                    "this document expands to more than {MAX_EXPANDED_NODES} nodes through aliases"
+                    "this document has more than {MAX_EXPANDED_NODES} nodes once its aliases are expanded"
                 ),
-            });
-        }
-        if node.depth + self.stack.len() > MAX_DEPTH {
-            return Err(SyntaxError {
-                pos,
-                message: format!("collections nest deeper than {MAX_DEPTH} levels through aliases"),
             });
         }
         match self.stack.last_mut() {
@@ -563,7 +569,8 @@ mod tests {
         assert!(stream.errors.is_empty());
         assert_eq!(stream.documents.len(), 4);
         assert!(stream.documents[1].root.is_none());
-        assert_eq!(stream.documents[3].start.line, 6);
+        let last = stream.documents[3].root.as_ref().expect("a root");
+        assert_eq!(last.span.start.line, 7);
     }
 
     #[test]
@@ -599,7 +606,11 @@ mod tests {
         }
         let stream = parse(&text);
         assert_eq!(stream.errors.len(), 1);
-        assert!(stream.errors[0].message.contains("expands to more than"));
+        assert!(
+            stream.errors[0]
+                .message
+                .contains("once its aliases are expanded")
+        );
         assert_eq!(stream.errors[0].pos.line, 5);
     }
 
@@ -611,5 +622,37 @@ mod tests {
         let text = format!("{}1{}", "- ".repeat(200), "");
         let stream = parse(&text);
         assert_eq!(stream.errors.len(), 1);
+        assert!(
+            !stream.errors[0].message.contains("alias"),
+            "{:?}",
+            stream.errors
+        );
+        // Exactly at the limit is fine.
+        let text = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(parse(&text).errors, vec![]);
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_limit() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let text = format!("a: &a {deep}\nb: {}*a{}\n", "[".repeat(40), "]".repeat(40));
+        let stream = parse(&text);
+        assert_eq!(stream.errors.len(), 1, "{:?}", stream.errors);
+        assert!(stream.errors[0].message.contains("through aliases"));
+    }
+
+    #[test]
+    fn too_many_syntax_errors_stop_with_a_note() {
+        let text = "a: [\n---\n".repeat(40);
+        let stream = parse(&text);
+        assert_eq!(stream.errors.len(), MAX_SYNTAX_ERRORS + 1);
+        assert!(
+            stream
+                .errors
+                .last()
+                .unwrap()
+                .message
+                .contains("the rest of this input is not read")
+        );
     }
 }

@@ -71,7 +71,10 @@ fn traffic_policy_defaults_are_the_compiled_ones() {
             format(plan::DEFAULT_MAX_QUEUE_WAIT),
         ),
         ("spec.timeouts.connect", format(plan.timeouts.connect)),
-        ("spec.timeouts.idle", format(plan.timeouts.idle)),
+        (
+            "spec.timeouts.idle",
+            format(plan.timeouts.idle.expect("an idle timeout")),
+        ),
         ("spec.retries.attempts", plan.retries.attempts.to_string()),
         ("spec.retries.retryOn", format!("[{}]", retry_on.join(", "))),
         (
@@ -163,11 +166,11 @@ fn destination_rule_defaults_are_the_compiled_ones() {
     );
     assert_eq!(
         documented[&format!("{tp}.connectionPool.tcp.idleTimeout")],
-        format(plan.timeouts.idle)
+        format(plan.timeouts.idle.expect("an idle timeout"))
     );
     assert_eq!(
         documented[&format!("{tp}.connectionPool.http.idleTimeout")],
-        format(plan.timeouts.idle)
+        format(plan.timeouts.idle.expect("an idle timeout"))
     );
     assert_eq!(
         documented[&format!("{tp}.connectionPool.http.http1MaxPendingRequests")],

@@ -61,7 +61,7 @@ fn connection_pool_and_outlier_detection_map_onto_the_plan() {
     assert_eq!(plan.timeouts.connect, Duration::from_millis(30));
     assert_eq!(
         plan.timeouts.idle,
-        Duration::from_secs(600),
+        Some(Duration::from_secs(600)),
         "the shorter idle timeout wins"
     );
     let outlier = plan.outlier_detection.as_ref().expect("outlier detection");
@@ -72,13 +72,15 @@ fn connection_pool_and_outlier_detection_map_onto_the_plan() {
 }
 
 #[test]
-fn port_level_settings_replace_sections_and_inherit_the_rest() {
+fn port_level_settings_replace_the_top_level_whole_as_in_istio() {
     let report = check(&rule(
         "v1beta1",
-        "  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      simple: RANDOM\n    outlierDetection:\n      consecutive5xxErrors: 3\n    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer:\n        consistentHash:\n          useSourceIp: true\n    - port: {number: 9090}\n      outlierDetection:\n        consecutive5xxErrors: 0\n",
+        "  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      simple: RANDOM\n    outlierDetection:\n      consecutive5xxErrors: 3\n    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer:\n        consistentHash:\n          useSourceIp: true\n    - port: {number: 9090}\n      outlierDetection:\n        consecutive5xxErrors: 0\n    - port: {number: 9443}\n      tls: {mode: SIMPLE}\n",
     ));
     assert!(report.is_ok(), "{:#?}", summary(&report));
     let set = &report.set;
+    // The port's own sections apply; the sections it does not write take the defaults,
+    // not the rule's top level ("will not be inherited", Istio's API reference).
     let p9080 = set.lookup("shop", "reviews", 9080);
     assert!(matches!(
         p9080.load_balancer,
@@ -87,22 +89,130 @@ fn port_level_settings_replace_sections_and_inherit_the_rest() {
             ..
         }
     ));
+    assert!(p9080.outlier_detection.is_none(), "not inherited");
+    let p9090 = set.lookup("shop", "reviews", 9090);
     assert_eq!(
-        p9080
+        p9090.load_balancer,
+        LoadBalancer::LeastRequest,
+        "the default, not RANDOM"
+    );
+    assert!(p9090.outlier_detection.is_none(), "0 turns ejection off");
+    // A port that writes only what Causeway ignores still leaves the top level.
+    let p9443 = set.lookup("shop", "reviews", 9443);
+    assert_eq!(p9443.load_balancer, LoadBalancer::LeastRequest);
+    // Every other port: the top level.
+    let other = set.lookup("shop", "reviews", 1);
+    assert_eq!(other.load_balancer, LoadBalancer::Random);
+    assert_eq!(
+        other
             .outlier_detection
             .as_ref()
             .map(|o| o.consecutive_errors),
-        Some(3),
-        "inherited from the top level"
+        Some(3)
     );
-    let p9090 = set.lookup("shop", "reviews", 9090);
-    assert_eq!(p9090.load_balancer, LoadBalancer::Random, "inherited");
-    assert!(p9090.outlier_detection.is_none(), "0 turns ejection off");
+    assert_eq!(set.len(), 4);
+}
+
+#[test]
+fn a_rule_that_maps_nothing_claims_nothing() {
+    let subsets_only = rule(
+        "v1",
+        "  host: reviews\n  subsets:\n  - name: v1\n    labels: {version: v1}\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: ISTIO_MUTUAL}\n",
+    );
+    let policy = "apiVersion: policy.causeway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: reviews, namespace: shop}\nspec:\n  targetRef: {name: reviews}\n  loadBalancer: {algorithm: RoundRobin}\n";
+    let report = check(&format!("{subsets_only}---\n{policy}"));
+    assert_eq!(report.errors(), 0, "{:#?}", summary(&report));
     assert_eq!(
-        set.lookup("shop", "reviews", 1).load_balancer,
-        LoadBalancer::Random
+        report.set.lookup("shop", "reviews", 80).load_balancer,
+        LoadBalancer::RoundRobin
     );
-    assert_eq!(set.len(), 3);
+    assert_eq!(report.set.len(), 1);
+}
+
+#[test]
+fn istio_zero_values_mean_what_istio_means() {
+    let report = check(&rule(
+        "v1",
+        "  host: reviews\n  trafficPolicy:\n    connectionPool:\n      tcp:\n        idleTimeout: 0s\n    outlierDetection:\n      consecutiveErrors: 0\n      maxEjectionPercent: 0\n",
+    ));
+    assert!(report.is_ok(), "{:#?}", summary(&report));
+    let plan = report.set.lookup("shop", "reviews", 80);
+    assert_eq!(plan.timeouts.idle, None, "0s turns the idle timeout off");
+    let outlier = plan
+        .outlier_detection
+        .as_ref()
+        .expect("outlier detection on");
+    assert_eq!(outlier.consecutive_errors, 5, "deprecated 0 means unset");
+    assert_eq!(outlier.max_ejection_percent, 10, "0 means unset");
+
+    let both = check(&rule(
+        "v1",
+        "  host: reviews\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: 4\n      consecutiveErrors: 9\n",
+    ));
+    assert!(both.is_ok());
+    assert!(
+        summary(&both).iter().any(|l| l.contains("consecutiveErrors is ignored because consecutive5xxErrors is set")),
+        "{:#?}",
+        summary(&both)
+    );
+    assert_eq!(
+        both.set
+            .lookup("shop", "reviews", 80)
+            .outlier_detection
+            .as_ref()
+            .map(|o| o.consecutive_errors),
+        Some(4)
+    );
+}
+
+#[test]
+fn an_istio_cookie_without_ttl_is_hashed_but_not_set() {
+    let cookie = |ttl: &str| {
+        let report = check(&rule(
+            "v1",
+            &format!(
+                "  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpCookie:\n          name: user\n{ttl}"
+            ),
+        ));
+        assert!(report.is_ok(), "{:#?}", summary(&report));
+        match &report.set.lookup("shop", "reviews", 80).load_balancer {
+            LoadBalancer::ConsistentHash {
+                key: HashKey::Cookie { generate, ttl, .. },
+                ..
+            } => (*generate, *ttl),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(cookie(""), (false, None));
+    assert_eq!(
+        cookie("          ttl: 0s\n"),
+        (true, None),
+        "session cookie"
+    );
+    assert_eq!(
+        cookie("          ttl: 1h\n"),
+        (true, Some(Duration::from_secs(3600)))
+    );
+}
+
+#[test]
+fn the_namespace_of_a_host_is_checked() {
+    for host in [
+        "reviews..svc.cluster.local",
+        "reviews.Prod_NS.svc.cluster.local",
+    ] {
+        let report = check(&rule(
+            "v1",
+            &format!("  host: {host}\n  trafficPolicy:\n    loadBalancer: {{simple: RANDOM}}\n"),
+        ));
+        assert_eq!(report.errors(), 1, "{host}: {:#?}", summary(&report));
+        assert!(
+            summary(&report)[0].contains("is not a valid namespace"),
+            "{:#?}",
+            summary(&report)
+        );
+        assert!(report.set.is_empty());
+    }
 }
 
 #[test]
@@ -114,7 +224,7 @@ fn a_port_listed_twice_is_a_conflict_naming_both() {
     assert_eq!(
         summary(&report),
         vec![
-            "Error 12:7 -: service `shop/reviews` port 80 already has a policy from DestinationRule `shop/reviews`"
+            "Error 12:7 spec.trafficPolicy.portLevelSettings[1]: service `shop/reviews` port 80 already has a policy from DestinationRule `shop/reviews`"
         ]
     );
     assert_eq!(report.diagnostics[0].related[0].location.pos.line, 10);

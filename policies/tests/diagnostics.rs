@@ -45,11 +45,11 @@ fn every_rule_names_line_column_field_and_problem() {
         ),
         (
             "  rateLimit:\n    qps: 10\n    burst: 2.0\n",
-            "11:12 spec.rateLimit.burst: expected a whole number, found `2`",
+            "11:12 spec.rateLimit.burst: burst must be written as an integer, found `2.0`",
         ),
         (
             "  rateLimit:\n    qps: \"10\"\n",
-            "10:10 spec.rateLimit.qps: expected number > 0, found a string",
+            "10:10 spec.rateLimit.qps: expected number, 0.001 to 1e9, found a string",
         ),
         (
             "  rateLimit:\n    qps: 10\n    scope: service\n",
@@ -104,8 +104,44 @@ fn every_rule_names_line_column_field_and_problem() {
             "10:14 spec.timeouts.connect: invalid duration: unknown unit `d`; use ns, us, ms, s, m or h",
         ),
         (
-            "  timeouts:\n    idle: 0s\n",
-            "10:11 spec.timeouts.idle: idle must be longer than 0s",
+            "  timeouts:\n    connect: 0s\n",
+            "10:14 spec.timeouts.connect: connect must be longer than 0s",
+        ),
+        (
+            "  timeouts:\n    request: 400d\n",
+            "10:14 spec.timeouts.request: invalid duration: unknown unit `d`; use ns, us, ms, s, m or h",
+        ),
+        (
+            "  timeouts:\n    request: 9000h\n",
+            "10:14 spec.timeouts.request: request must be at most 8760h",
+        ),
+        (
+            "  rateLimit:\n    qps: 1e-300\n",
+            "10:10 spec.rateLimit.qps: qps must be at least 0.001 (one request per 1000s), found 1e-300",
+        ),
+        (
+            "  retries:\n    retryOn: []\n",
+            "10:14 spec.retries.retryOn: retryOn is empty, so nothing would be retried",
+        ),
+        (
+            "  retries:\n    backoff:\n      maxInterval: 10ms\n",
+            "11:20 spec.retries.backoff.maxInterval: maxInterval is shorter than baseInterval (25ms)",
+        ),
+        (
+            "  loadBalancer:\n    peakEwma: {decay: 1s}\n    consistentHash: {header: x}\n",
+            "11:21 spec.loadBalancer.consistentHash: both peakEwma and consistentHash are set, so the algorithm is ambiguous",
+        ),
+        (
+            "  connectionPool:\n    maxConnections: 1e3\n",
+            "10:21 spec.connectionPool.maxConnections: maxConnections must be written as an integer, found `1e3`",
+        ),
+        (
+            "  connectionPool:\n    maxConnections: 99999999999999999999999999999999999999999\n",
+            "10:21 spec.connectionPool.maxConnections: maxConnections must be at most 4294967295, found 99999999999999999999999999999999999999999",
+        ),
+        (
+            "  retries:\n    nonIdempotent: yes\n",
+            "10:20 spec.retries.nonIdempotent: expected boolean, found a string",
         ),
         (
             "  retries:\n    attempts: 11\n",
@@ -121,7 +157,7 @@ fn every_rule_names_line_column_field_and_problem() {
         ),
         (
             "  retries:\n    backoff:\n      baseInterval: 1s\n      maxInterval: 100ms\n",
-            "12:20 spec.retries.backoff.maxInterval: maxInterval is shorter than baseInterval",
+            "12:20 spec.retries.backoff.maxInterval: maxInterval is shorter than baseInterval (1s)",
         ),
         (
             "  retries:\n    budget:\n      ttl: 2m\n",
@@ -146,10 +182,6 @@ fn every_rule_names_line_column_field_and_problem() {
         (
             "  locality:\n    failover: [1]\n",
             "10:15 spec.locality.failover: expected a mapping, found a list",
-        ),
-        (
-            "  retries:\n    nonIdempotent: yes\n",
-            "10:20 spec.retries.nonIdempotent: expected boolean, found a string",
         ),
     ];
     for (body, expected) in cases {
@@ -182,7 +214,7 @@ fn one_pass_reports_every_error_of_a_document_and_keeps_the_others() {
     );
     let report = check(&text);
     assert_eq!(report.errors(), 3, "{:#?}", summary(&report));
-    assert_eq!(report.objects, 1);
+    assert_eq!(report.valid_objects, 1);
     assert!(report.set.bound("shop", "ratings", 80).is_some());
     assert!(report.set.bound("shop", "reviews", 80).is_none());
 }
@@ -198,7 +230,7 @@ fn syntax_errors_are_located_and_lose_only_their_document() {
     let lines = summary(&report);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0], "Error 10:7 -: invalid YAML: unclosed bracket '['");
-    assert_eq!(report.objects, 2);
+    assert_eq!(report.valid_objects, 2);
 }
 
 #[test]
@@ -229,7 +261,7 @@ fn objects_that_are_not_policies_are_skipped_and_lists_unpacked() {
     );
     assert_eq!(report.skipped.len(), 2);
     assert_eq!(report.skipped[1].kind, "Deployment");
-    assert_eq!(report.objects, 1);
+    assert_eq!(report.valid_objects, 1);
 }
 
 #[test]
@@ -385,7 +417,7 @@ fn port_policies_win_over_service_policies_which_win_over_the_default() {
 
 #[test]
 fn conflicts_name_both_places() {
-    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: shop\nspec:\n  host: reviews\n";
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: shop\nspec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: RANDOM}\n";
     let report = check(&format!(
         "{}---\n{dr}---\n{}",
         traffic_policy(""),
@@ -395,8 +427,8 @@ fn conflicts_name_both_places() {
     assert_eq!(
         lines,
         vec![
-            "Error 16:3 -: service `shop/reviews` (all ports) already has a policy from TrafficPolicy `shop/reviews`",
-            "Error 18:1 -: TrafficPolicy `shop/reviews` is defined twice",
+            "Error 18:5 spec.trafficPolicy: service `shop/reviews` (all ports) already has a policy from TrafficPolicy `shop/reviews`",
+            "Error 20:1 metadata.name: TrafficPolicy `shop/reviews` is defined twice",
         ]
     );
     assert_eq!(report.diagnostics[0].related[0].location.pos.line, 7);
@@ -436,7 +468,7 @@ fn aliases_work_and_alias_bombs_do_not() {
     assert!(
         report.diagnostics[0]
             .message
-            .contains("expands to more than")
+            .contains("once its aliases are expanded")
     );
 }
 
@@ -465,4 +497,99 @@ fn severity_of_unsupported_istio_fields_is_warning() {
         ]
     );
     assert!(report.diagnostics.iter().all(|d| d.help.is_some()));
+}
+
+#[test]
+fn merge_keys_work_as_in_kubernetes_manifests() {
+    let text = "apiVersion: policy.causeway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: a, namespace: shop}\nspec:\n  targetRef: {name: a}\n  timeouts: &defaults\n    connect: 1s\n    idle: 10m\n  retries:\n    <<: {attempts: 4, perTryTimeout: 2s}\n    attempts: 1\n";
+    let report = check(text);
+    assert!(report.is_ok(), "{:#?}", summary(&report));
+    let plan = report.set.lookup("shop", "a", 80);
+    assert_eq!(
+        plan.retries.attempts, 1,
+        "the key written in the mapping wins"
+    );
+    assert_eq!(plan.retries.per_try_timeout, Some(Duration::from_secs(2)));
+
+    let bad = check(&traffic_policy("  retries:\n    <<: [1, 2]\n"));
+    assert_eq!(
+        summary(&bad),
+        vec![
+            "Error 10:9 spec.retries.<<: the merge key `<<` needs a mapping or a list of mappings, found a list"
+        ]
+    );
+}
+
+#[test]
+fn yaml_1_1_booleans_get_a_hint() {
+    let report = check(&traffic_policy("  retries:\n    nonIdempotent: yes\n"));
+    assert_eq!(
+        report.diagnostics[0].help.as_deref(),
+        Some("YAML 1.2 reads `yes` as a string; write `true` or `false`")
+    );
+}
+
+#[test]
+fn a_near_miss_of_a_policy_kind_in_another_group_is_not_silent() {
+    let report = check(
+        "apiVersion: causeway.dev/v1alpha1\nkind: Trafficpolicy\nmetadata: {name: x}\nspec: {rateLimit: {qps: -1}}\n",
+    );
+    assert!(report.is_ok());
+    assert_eq!(
+        summary(&report),
+        vec![
+            "Warning 2:7 kind: `Trafficpolicy` of `causeway.dev/v1alpha1` is not a policy Causeway reads, so it is skipped"
+        ]
+    );
+    assert_eq!(
+        report.diagnostics[0].help.as_deref(),
+        Some("did you mean kind `TrafficPolicy` of `policy.causeway.dev/v1alpha1`?")
+    );
+    // Ordinary manifests stay quiet.
+    assert!(
+        check("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+            .diagnostics
+            .is_empty()
+    );
+}
+
+#[test]
+fn paths_inside_a_list_start_at_its_items() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: policy.causeway.dev/v1alpha1\n  kind: TrafficPolicy\n  metadata: {name: r, namespace: shop}\n  spec: {targetRef: {name: reviews}, rateLimit: {qps: 0}}\n- 7\n";
+    let lines = summary(&check(text));
+    assert_eq!(
+        lines,
+        vec![
+            "Error 7:55 items[0].spec.rateLimit.qps: qps must be greater than 0, found 0",
+            "Error 8:3 items[1]: expected a Kubernetes object, found an integer",
+        ]
+    );
+}
+
+#[test]
+fn a_flood_of_problems_is_cut_short() {
+    let mut text = traffic_policy("  timeouts:\n");
+    for i in 0..500 {
+        text.push_str(&format!("    bogus{i}: 1\n"));
+    }
+    let report = check(&text);
+    assert_eq!(report.diagnostics.len(), 101);
+    let last = report.diagnostics.last().unwrap();
+    assert_eq!(
+        last.message,
+        "400 more problems in this file are not shown (400 errors, 0 warnings)"
+    );
+    assert!(!report.is_ok());
+}
+
+#[test]
+fn a_long_line_is_quoted_around_the_problem() {
+    let padding = "x".repeat(2000);
+    let report = check(&traffic_policy(&format!(
+        "  timeouts: {{request: 1s, idle: 1s, connect: 5}} # {padding}\n"
+    )));
+    let text = report.render_text();
+    assert!(text.lines().all(|l| l.chars().count() < 200), "{text}");
+    assert!(text.contains("connect: 5}"), "{text}");
+    assert!(text.contains("duration `5` has no unit"), "{text}");
 }

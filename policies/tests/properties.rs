@@ -98,6 +98,8 @@ const VOCABULARY: &[&str] = &[
     "é",
     "?",
     "%YAML 1.2\n",
+    "<<: ",
+    "yes",
 ];
 
 #[derive(Debug, Clone)]
