@@ -15,26 +15,26 @@
 //! invalid object is left out whole and never half-applied. Nothing here panics on input
 //! (property-tested over arbitrary bytes and mutated documents).
 //!
-//! This crate imports no other crate of ours, and does no I/O beyond reading the files it
-//! is asked to read ([`load`]).
+//! It imports only `causeway-yaml` of ours (located YAML and diagnostics), and does no
+//! I/O beyond reading the files it is asked to read ([`load`]).
 
 pub mod check;
 pub mod compile;
 pub mod decode;
 pub mod destination_rule;
-pub mod diag;
 pub mod duration;
 pub mod load;
 pub mod object;
 pub mod plan;
 pub mod schema;
 pub mod set;
-pub mod source;
 pub mod spec;
 pub mod suggest;
 pub mod traffic_policy;
 mod validate;
-pub mod yaml;
+
+pub use causeway_yaml::tree as yaml;
+pub use causeway_yaml::{diag, source};
 
 pub use check::{ParsedSource, Report, parse_source};
 pub use diag::{Diagnostic, Location, Severity};

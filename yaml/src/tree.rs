@@ -10,7 +10,7 @@
 //! every node knows how many nodes it stands for once aliases are expanded, and how deep it
 //! is, and a document over either limit is refused with its position.
 //!
-//! This module knows YAML only; it knows nothing of policies.
+//! This module knows YAML only; it knows nothing of what the documents mean.
 
 use std::collections::HashMap;
 use std::rc::Rc;
