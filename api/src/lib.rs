@@ -8,10 +8,13 @@
 //! This crate does no I/O: no sockets, no files, no tokio. It imports no other crate of ours.
 
 pub mod key;
+pub mod manifest;
+pub mod object;
 pub mod resource;
 pub mod revision;
 
 pub use key::{KeyError, ObjectKey};
+pub use object::{KubeObject, ObjectError, RawObject};
 pub use resource::{GroupResource, GroupVersionResource, KubeResource, Scope};
 pub use revision::{ResourceVersion, Revision};
 

@@ -262,7 +262,7 @@ impl Decoder {
                 .expected = Some(format!("a mapping of {} fields", schema.name));
             return None;
         };
-        let pairs = self.merged_pairs(field, 0);
+        let pairs = self.merged_pairs(field);
         let mut entries: Vec<(&'n str, &'n Node, &'n Node)> = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
             let key_ref = FieldRef {
@@ -336,66 +336,20 @@ impl Decoder {
         })
     }
 
-    /// The pairs of a mapping with YAML merge keys (`<<: *defaults`) applied, as
-    /// Kubernetes' YAML reader does: keys written in the mapping win over merged ones, and
-    /// among merged mappings the earlier wins.
-    fn merged_pairs<'n>(
-        &mut self,
-        field: &FieldRef<'n>,
-        depth: usize,
-    ) -> Vec<(&'n Node, &'n Node)> {
-        let Value::Map(pairs) = &field.node.value else {
-            return Vec::new();
-        };
-        let is_merge =
-            |key: &Node| matches!(&key.value, Value::Scalar(s) if s.plain && s.text == "<<");
-        let mut out: Vec<(&'n Node, &'n Node)> = pairs
-            .iter()
-            .filter(|(k, _)| !is_merge(k))
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
-            .collect();
-        for (key, value) in pairs.iter().filter(|(k, _)| is_merge(k)) {
-            let merge = FieldRef {
-                node: value,
-                path: field.path.field("<<"),
-                expected: "a mapping or a list of mappings",
-            };
-            let sources: Vec<&'n Node> = match &value.value {
-                Value::Map(_) => vec![value.as_ref()],
-                Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
-                    items.iter().map(|i| i.as_ref()).collect()
-                }
-                _ => {
-                    let found = value.describe();
-                    self.error(&merge, format!("the merge key `<<` needs a mapping or a list of mappings, found {found}"))
-                        .expected = Some(merge.expected.into());
-                    continue;
-                }
-            };
-            if depth >= MAX_MERGE_DEPTH {
-                self.report(
-                    Severity::Error,
-                    key.span,
-                    &merge.path,
-                    "merge keys nest too deeply",
-                );
-                continue;
-            }
-            for source in sources {
-                let nested = FieldRef {
-                    node: source,
-                    ..merge.clone()
-                };
-                for (k, v) in self.merged_pairs(&nested, depth + 1) {
-                    let name = k.resolve();
-                    let taken = out.iter().any(|(existing, _)| existing.resolve() == name);
-                    if !taken {
-                        out.push((k, v));
-                    }
-                }
-            }
+    /// The pairs of a mapping with merge keys applied (see [`Node::merged_pairs`]),
+    /// reporting merge keys that cannot be applied.
+    fn merged_pairs<'n>(&mut self, field: &FieldRef<'n>) -> Vec<(&'n Node, &'n Node)> {
+        let (pairs, errors) = field.node.merged_pairs();
+        for error in errors {
+            self.report(
+                Severity::Error,
+                error.span,
+                &field.path.field("<<"),
+                error.message,
+            )
+            .expected = Some("a mapping or a list of mappings".into());
         }
-        out
+        pairs
     }
 
     /// The items of a list, each with its indexed path, described as `item`.
@@ -595,9 +549,6 @@ impl Decoder {
 /// The longest duration a policy may name: a year. Longer is a mistake, and deadlines
 /// computed from it must not overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// How deeply merge keys may chain (`<<` inside a merged mapping).
-const MAX_MERGE_DEPTH: usize = 8;
 
 /// The last key of a path (`qps` for `spec.rateLimit.qps`), for messages.
 pub fn last_segment(path: &FieldPath) -> &str {

@@ -9,6 +9,7 @@
 //! A leaf crate: it imports no other crate of ours, and any crate may import it.
 
 pub mod diag;
+pub mod json;
 pub mod source;
 pub mod tree;
 

@@ -161,6 +161,86 @@ impl Node {
     pub fn is_null(&self) -> bool {
         matches!(self.resolve(), Some(Resolved::Null))
     }
+
+    /// The pairs of a mapping with YAML merge keys (`<<: *defaults`) applied, as
+    /// Kubernetes' YAML reader does: keys written in the mapping win over merged ones, and
+    /// among merged mappings the earlier wins. Empty for anything but a mapping; a merge
+    /// key whose value is not a mapping (or a list of them) is reported and skipped.
+    pub fn merged_pairs(&self) -> (Vec<(&Node, &Node)>, Vec<MergeError>) {
+        let mut pairs = Vec::new();
+        let mut errors = Vec::new();
+        merge_into(self, 0, &mut pairs, &mut errors);
+        (pairs, errors)
+    }
+}
+
+/// How deeply merge keys may chain (`<<` inside a merged mapping).
+const MAX_MERGE_DEPTH: usize = 8;
+
+/// A merge key that could not be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeError {
+    /// The value of the `<<` key.
+    pub span: Span,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.value, Value::Scalar(s) if s.plain && s.text == "<<")
+}
+
+fn merge_into<'n>(
+    node: &'n Node,
+    depth: usize,
+    out: &mut Vec<(&'n Node, &'n Node)>,
+    errors: &mut Vec<MergeError>,
+) {
+    let Value::Map(pairs) = &node.value else {
+        return;
+    };
+    let start = out.len();
+    let taken = |out: &[(&Node, &Node)], key: &Node| {
+        let name = key.resolve();
+        out[start..].iter().any(|(k, _)| k.resolve() == name)
+    };
+    for (key, value) in pairs.iter().filter(|(k, _)| !is_merge_key(k)) {
+        out.push((key, value));
+    }
+    for (_, value) in pairs.iter().filter(|(k, _)| is_merge_key(k)) {
+        let sources: Vec<&Node> = match &value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
+                items.iter().map(|i| i.as_ref()).collect()
+            }
+            _ => {
+                errors.push(MergeError {
+                    span: value.span,
+                    message: format!(
+                        "the merge key `<<` needs a mapping or a list of mappings, found {}",
+                        value.describe()
+                    ),
+                });
+                continue;
+            }
+        };
+        if depth >= MAX_MERGE_DEPTH {
+            errors.push(MergeError {
+                span: value.span,
+                message: "merge keys nest too deeply".into(),
+            });
+            continue;
+        }
+        for source in sources {
+            let mut merged = Vec::new();
+            merge_into(source, depth + 1, &mut merged, errors);
+            for (k, v) in merged {
+                if !taken(out, k) {
+                    out.push((k, v));
+                }
+            }
+        }
+    }
 }
 
 fn resolve_plain(text: &str) -> Resolved<'_> {
