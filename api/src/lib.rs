@@ -8,6 +8,7 @@
 //! This crate does no I/O: no sockets, no files, no tokio. It imports no other crate of ours.
 
 pub mod key;
+pub mod labels;
 pub mod manifest;
 pub mod object;
 pub mod resource;
@@ -24,5 +25,6 @@ pub mod k8s {
     pub use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Pod, Secret, Service};
     pub use k8s_openapi::api::discovery::v1::EndpointSlice;
     pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     pub use k8s_openapi::{Metadata, Resource};
 }

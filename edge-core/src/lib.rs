@@ -1,7 +1,15 @@
 //! The node runtime that runs beside the mesh proxy on every node.
 //!
-//! This crate will hold the KubeEdge-shaped modules: the module bus (Beehive), metamanager
-//! (the node's SQLite store and the immutable snapshot the hot path reads), edgehub (the sync
-//! client of the control plane), edged (pods), devicetwin, eventbus (MQTT) and servicebus.
+//! - [`metamanager`]: the node's SQLite store and the immutable snapshot the hot path
+//!   reads.
+//! - [`source`]: where objects come from — a watched manifests directory now, the
+//!   control plane's sync later — behind one small trait.
 //!
-//! It may import `causeway-api` and `causeway-tunnels` only (see `docs/architecture.md`).
+//! Later issues add the other KubeEdge-shaped modules: edgehub (the sync client),
+//! edged (pods), devicetwin, eventbus (MQTT) and servicebus.
+//!
+//! It may import `causeway-yaml`, `causeway-api` and `causeway-tunnels` only (see
+//! `docs/architecture.md`).
+
+pub mod metamanager;
+pub mod source;
