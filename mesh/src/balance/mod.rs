@@ -1,0 +1,1 @@
+//! Load balancing: choosing an endpoint for each connection or request.
