@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quinn::{RecvStream, SendDatagramError, SendStream, VarInt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::datagram::{self, Channel, MAX_PACKET};
 use crate::link::Link;
@@ -26,6 +26,9 @@ pub enum PacketDrop {
     /// The channel or its link is closed.
     #[error("channel closed")]
     Closed,
+    /// A channel with this id already exists on the link.
+    #[error("channel {0} already exists on this link")]
+    IdTaken(u64),
 }
 
 /// Sends packets on one channel; clones share it.
@@ -33,9 +36,15 @@ pub enum PacketDrop {
 pub(crate) struct PacketSender {
     link: Link,
     header: Arc<[u8]>,
-    framed: mpsc::Sender<Bytes>,
+    framed: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    /// Bytes that may wait for the stream at once.
+    framed_budget: Arc<Semaphore>,
     metrics: Arc<TunnelMetrics>,
 }
+
+/// Bytes of oversized packets that may wait for a channel's stream at once; more are
+/// dropped, as a router drops what does not fit its buffer.
+const FRAMED_BUDGET: u32 = 1024 * 1024;
 
 impl PacketSender {
     /// Sends one packet now: as a datagram if it fits, else queued for the stream.
@@ -63,7 +72,16 @@ impl PacketSender {
                 Err(_) => return Err(PacketDrop::Closed),
             }
         }
-        match self.framed.try_send(Bytes::copy_from_slice(payload)) {
+        let Ok(permit) =
+            Arc::clone(&self.framed_budget).try_acquire_many_owned(payload.len() as u32)
+        else {
+            TunnelMetrics::inc(&self.metrics.datagrams_dropped);
+            return Err(PacketDrop::QueueFull);
+        };
+        match self
+            .framed
+            .try_send((Bytes::copy_from_slice(payload), permit))
+        {
             Ok(()) => {
                 TunnelMetrics::inc(&self.metrics.datagrams_over_stream);
                 Ok(())
@@ -129,7 +147,7 @@ impl PacketChannel {
         datagram::encode_header(channel, id, &mut header).map_err(|_| PacketDrop::Closed)?;
         let (incoming_tx, incoming) = mpsc::channel(queue.max(1));
         if !link.register_channel(channel, id, incoming_tx.clone()) {
-            return Err(PacketDrop::Closed);
+            return Err(PacketDrop::IdTaken(id));
         }
         let (framed, framed_rx) = mpsc::channel(queue.max(1));
         tokio::spawn(write_frames(send, framed_rx));
@@ -146,6 +164,7 @@ impl PacketChannel {
                 link: link.clone(),
                 header: header.into(),
                 framed,
+                framed_budget: Arc::new(Semaphore::new(FRAMED_BUDGET as usize)),
                 metrics,
             },
             incoming,
@@ -174,9 +193,13 @@ impl PacketChannel {
     }
 }
 
-async fn write_frames(mut send: SendStream, mut framed: mpsc::Receiver<Bytes>) {
+async fn write_frames(
+    mut send: SendStream,
+    mut framed: mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>,
+) {
     let mut frame = Vec::with_capacity(2 + MAX_PACKET);
-    while let Some(payload) = framed.recv().await {
+    // The permit is held until the frame is written, so the budget counts what waits.
+    while let Some((payload, _permit)) = framed.recv().await {
         frame.clear();
         if datagram::encode_frame(&payload, &mut frame).is_err() {
             continue;

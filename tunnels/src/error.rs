@@ -87,6 +87,16 @@ pub enum OpenError {
     /// The request could not be encoded (a field too long).
     #[error("cannot send this request: {0}")]
     Request(HeaderError),
+    /// A call made for a request of another kind (`accept_udp` on a TCP stream, say).
+    #[error("the {purpose} stream from `{peer}` is not a {wanted} stream")]
+    WrongRequest {
+        /// The peer.
+        peer: NodeName,
+        /// What the stream is for.
+        purpose: &'static str,
+        /// What the call expected.
+        wanted: &'static str,
+    },
     /// The endpoint was closed.
     #[error("the tunnel endpoint is closed")]
     Closed,

@@ -48,8 +48,10 @@ pub enum IdentityError {
         /// What failed.
         reason: String,
     },
-    /// A node name that is not a DNS-1123 subdomain.
-    #[error("`{0}` is not a valid node name (lowercase letters, digits, '-' and '.', at most 253)")]
+    /// A node name that is not a DNS-1123 subdomain usable as a TLS name.
+    #[error(
+        "`{0}` is not a valid node name (lowercase letters, digits, '-' and '.', at most 253, not an IP address, not ending in an all-digit label)"
+    )]
     InvalidNodeName(String),
     /// A site name that is not a DNS-1123 label.
     #[error("`{0}` is not a valid site name (lowercase letters, digits and '-', at most 63)")]
@@ -57,12 +59,6 @@ pub enum IdentityError {
     /// A certificate that does not name a node the way ours do.
     #[error("not a Causeway node certificate: {0}")]
     NotANodeCertificate(String),
-    /// The private key does not belong to the certificate.
-    #[error("{path}: the private key does not match the certificate")]
-    KeyMismatch {
-        /// The key file.
-        path: PathBuf,
-    },
     /// The node's own certificate is not trusted by the CA it is configured with.
     #[error("the node certificate is not signed by the configured CA: {0}")]
     Untrusted(String),
@@ -76,9 +72,13 @@ pub enum IdentityError {
 pub struct NodeName(Arc<str>);
 
 impl NodeName {
-    /// Validates and wraps a node name.
+    /// Validates and wraps a node name. It must be a DNS-1123 subdomain that TLS can
+    /// check as a DNS name too: not an IP address, and not ending in an all-numeric label
+    /// (`10.0.0.1` and `node.123` are refused).
     pub fn new(name: &str) -> Result<Self, IdentityError> {
-        if is_dns_subdomain(name) {
+        let tls_name = rustls::pki_types::DnsName::try_from(name).is_ok()
+            && name.parse::<std::net::IpAddr>().is_err();
+        if is_dns_subdomain(name) && tls_name {
             Ok(Self(Arc::from(name)))
         } else {
             Err(IdentityError::InvalidNodeName(name.to_string()))
@@ -403,6 +403,11 @@ mod tests {
         assert!(NodeName::new("").is_err());
         assert!(NodeName::new("a..b").is_err());
         assert!(NodeName::new("-a").is_err());
+        // Names TLS cannot check as DNS names.
+        assert!(NodeName::new("10.0.0.1").is_err());
+        assert!(NodeName::new("node.123").is_err());
+        assert!(NodeName::new("123").is_err());
+        assert!(NodeName::new("node-1.site-2").is_ok());
     }
 
     #[test]

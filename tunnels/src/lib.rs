@@ -19,8 +19,10 @@ pub mod datagram;
 pub mod error;
 pub mod header;
 pub mod identity;
+mod incoming;
 pub mod link;
 pub mod metrics;
+mod peers;
 mod relay;
 mod socket;
 pub mod stream;
@@ -35,8 +37,9 @@ pub use header::{ProxyTarget, Reply, Request, Status};
 pub use identity::{
     CertificateAuthority, IdentityFiles, LoadedIdentity, NodeName, PeerIdentity, Validity,
 };
+pub use incoming::{Incoming, IncomingStream};
 pub use link::{Link, LinkHealth, LinkPath};
 pub use metrics::MetricsSnapshot;
 pub use stream::{BridgeOutcome, TunnelStream};
-pub use tunnel::{IdentitySource, Incoming, IncomingStream, Tunnel};
+pub use tunnel::{IdentitySource, Tunnel};
 pub use udp::{UdpFlow, serve_udp_flow};

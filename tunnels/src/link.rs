@@ -54,6 +54,8 @@ pub(crate) struct LinkInner {
     pub(crate) connection: quinn::Connection,
     pub(crate) peer: PeerIdentity,
     pub(crate) path: LinkPath,
+    /// Of two direct links two nodes dialled at once, whether this is the one both keep.
+    agreed: bool,
     established: Instant,
     open_streams: AtomicUsize,
     activity: Mutex<Activity>,
@@ -90,12 +92,18 @@ pub struct LinkHealth {
 }
 
 impl Link {
-    pub(crate) fn new(connection: quinn::Connection, peer: PeerIdentity, path: LinkPath) -> Self {
+    pub(crate) fn new(
+        connection: quinn::Connection,
+        peer: PeerIdentity,
+        path: LinkPath,
+        agreed: bool,
+    ) -> Self {
         let now = Instant::now();
         Self(Arc::new(LinkInner {
             connection,
             peer,
             path,
+            agreed,
             established: now,
             open_streams: AtomicUsize::new(0),
             activity: Mutex::new(Activity {
@@ -120,6 +128,11 @@ impl Link {
     /// The QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
         &self.0.connection
+    }
+
+    /// Whether, of two direct links to the same peer, this is the one both nodes keep.
+    pub(crate) fn agreed(&self) -> bool {
+        self.0.agreed
     }
 
     /// Whether the connection is still open.

@@ -38,6 +38,8 @@ metrics! {
     dial_failures,
     /// UDP packets on the tunnel port that cannot be QUIC (garbage, scans).
     rejected_garbage,
+    /// Incoming handshakes that failed: no certificate, wrong ALPN, timeout, refused.
+    rejected_handshakes,
     /// Handshakes refused because the peer's certificate had expired or was not yet valid.
     rejected_expired,
     /// Handshakes refused because the peer's certificate is not from our CA.
@@ -56,6 +58,8 @@ metrics! {
     streams_closed,
     /// Streams refused: header malformed, oversized, truncated or of an unknown version.
     rejected_headers,
+    /// Streams the peer reset or ended before sending a header.
+    streams_abandoned,
     /// Streams refused because of a limit.
     rejected_stream_limit,
     /// Datagrams sent.
@@ -70,6 +74,8 @@ metrics! {
     relay_sessions,
     /// Packets this node forwarded as a relay.
     relay_packets,
+    /// Relay requests refused: this node is not a relay, an unknown target, a bad offer.
+    relay_refusals,
 }
 
 impl TunnelMetrics {
@@ -83,5 +89,54 @@ impl MetricsSnapshot {
     /// Streams open now (opened and accepted, less closed).
     pub fn streams_open(&self) -> u64 {
         (self.streams_opened + self.streams_accepted).saturating_sub(self.streams_closed)
+    }
+}
+
+/// Lets a kind of warning through at most once per interval, and says how many were held
+/// back meanwhile, so a peer cannot flood the log.
+#[derive(Debug)]
+pub struct LogGate {
+    interval: std::time::Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    held: AtomicU64,
+}
+
+impl LogGate {
+    /// A gate that opens once per `interval`.
+    pub const fn new(interval: std::time::Duration) -> Self {
+        Self {
+            interval,
+            last: std::sync::Mutex::new(None),
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last one)` when this one may be logged.
+    pub fn pass(&self) -> Option<u64> {
+        let Ok(mut last) = self.last.lock() else {
+            return None;
+        };
+        if last.is_some_and(|t| t.elapsed() < self.interval) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_holds_back_repeats_and_counts_them() {
+        let gate = LogGate::new(std::time::Duration::from_secs(60));
+        assert_eq!(gate.pass(), Some(0));
+        assert_eq!(gate.pass(), None);
+        assert_eq!(gate.pass(), None);
+        let open = LogGate::new(std::time::Duration::ZERO);
+        assert_eq!(open.pass(), Some(0));
+        assert_eq!(open.pass(), Some(0));
     }
 }

@@ -137,9 +137,17 @@ impl AsyncUdpSocket for GuardedSocket {
 #[derive(Debug)]
 struct RelayPath {
     relay: NodeName,
+    /// The node at the other end, as the relay named it; the end-to-end handshake must
+    /// prove it.
+    source: NodeName,
     sender: PacketSender,
     pump: JoinHandle<()>,
+    /// The end-to-end connection on this path, once there is one.
+    connection: Option<quinn::Connection>,
 }
+
+/// Close code of an end-to-end connection whose relay session ended.
+const SESSION_ENDED: quinn::VarInt = quinn::VarInt::from_u32(5);
 
 /// The virtual socket of the end-to-end endpoint.
 pub(crate) struct RelaySocket {
@@ -147,7 +155,6 @@ pub(crate) struct RelaySocket {
     paths: Mutex<HashMap<SocketAddr, RelayPath>>,
     delivered_tx: mpsc::Sender<(SocketAddr, Bytes)>,
     delivered_rx: Mutex<mpsc::Receiver<(SocketAddr, Bytes)>>,
-    closed_tx: mpsc::UnboundedSender<SocketAddr>,
     next: AtomicU64,
 }
 
@@ -178,23 +185,24 @@ fn virtual_addr(n: u64) -> SocketAddr {
 }
 
 impl RelaySocket {
-    /// A socket with no paths; `closed_tx` hears of every path that ends.
-    pub(crate) fn new(queue: usize, closed_tx: mpsc::UnboundedSender<SocketAddr>) -> Self {
+    /// A socket with no paths, queueing at most `queue` packets for the endpoint.
+    pub(crate) fn new(queue: usize) -> Self {
         let (delivered_tx, delivered_rx) = mpsc::channel(queue.max(1));
         Self {
             local: virtual_addr(0),
             paths: Mutex::new(HashMap::new()),
             delivered_tx,
             delivered_rx: Mutex::new(delivered_rx),
-            closed_tx,
             next: AtomicU64::new(1),
         }
     }
 
-    /// Makes a relay session a path; returns its virtual address.
+    /// Makes a relay session with `source` through `relay` a path; returns its virtual
+    /// address.
     pub(crate) fn add_path(
         self: &Arc<Self>,
         relay: NodeName,
+        source: NodeName,
         mut channel: PacketChannel,
     ) -> SocketAddr {
         let addr = virtual_addr(self.next.fetch_add(1, Ordering::Relaxed));
@@ -211,27 +219,42 @@ impl RelaySocket {
                 }
                 drop(channel);
                 if let Some(socket) = socket.upgrade() {
-                    socket.forget(addr);
+                    socket.session_ended(addr);
                 }
             });
             paths.insert(
                 addr,
                 RelayPath {
                     relay,
+                    source,
                     sender,
                     pump,
+                    connection: None,
                 },
             );
         }
         addr
     }
 
-    /// The relay behind a virtual address.
-    pub(crate) fn relay_of(&self, addr: SocketAddr) -> Option<NodeName> {
-        self.paths.lock().ok()?.get(&addr).map(|p| p.relay.clone())
+    /// The relay and the far node behind a virtual address.
+    pub(crate) fn session_of(&self, addr: SocketAddr) -> Option<(NodeName, NodeName)> {
+        let paths = self.paths.lock().ok()?;
+        let path = paths.get(&addr)?;
+        Some((path.relay.clone(), path.source.clone()))
     }
 
-    /// Ends a path (its inner link closed): stops the pump, which ends the session.
+    /// Ties the end-to-end connection made on a path to it, so that the end of the
+    /// session closes the connection at once.
+    pub(crate) fn attach(&self, addr: SocketAddr, connection: quinn::Connection) {
+        if let Ok(mut paths) = self.paths.lock()
+            && let Some(path) = paths.get_mut(&addr)
+        {
+            path.connection = Some(connection);
+        }
+    }
+
+    /// Ends a path (its end-to-end link closed, or its handshake failed): stops the
+    /// pump, which ends the session at the relay.
     pub(crate) fn remove_path(&self, addr: SocketAddr) {
         let path = self
             .paths
@@ -243,14 +266,15 @@ impl RelaySocket {
         }
     }
 
-    fn forget(&self, addr: SocketAddr) {
+    /// The relay ended the session: the end-to-end connection on it is gone too.
+    fn session_ended(&self, addr: SocketAddr) {
         let removed = self
             .paths
             .lock()
             .ok()
             .and_then(|mut paths| paths.remove(&addr));
-        if removed.is_some() {
-            let _ = self.closed_tx.send(addr);
+        if let Some(connection) = removed.and_then(|p| p.connection) {
+            connection.close(SESSION_ENDED, b"relay session ended");
         }
     }
 }
@@ -276,9 +300,14 @@ impl AsyncUdpSocket for RelaySocket {
             .ok()
             .and_then(|paths| paths.get(&transmit.destination).map(|p| p.sender.clone()));
         // A packet for a path that is gone, or that finds a full queue, is lost like any
-        // UDP packet; QUIC recovers or gives up.
-        if let Some(sender) = sender {
-            let _ = sender.send(transmit.contents);
+        // UDP packet (and counted by the sender); QUIC recovers or gives up.
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(transmit.contents);
+            }
+            None => {
+                tracing::trace!(to = %transmit.destination, "dropped a packet for a relay session that is gone")
+            }
         }
         Ok(())
     }

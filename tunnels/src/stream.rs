@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::header::{HeaderError, MAX_MESSAGE, MAX_REQUEST, Reply, Request};
@@ -211,6 +211,17 @@ pub enum BridgeOutcome {
     StreamReset,
 }
 
+/// Completes when the socket reports an error (an RST arrived); never otherwise.
+async fn tcp_error(tcp: &TcpStream) {
+    loop {
+        match tcp.ready(Interest::ERROR).await {
+            Ok(ready) if ready.is_error() => return,
+            Ok(_) => tokio::task::yield_now().await,
+            Err(_) => return,
+        }
+    }
+}
+
 async fn bridge(tcp: TcpStream, stream: TunnelStream, buffer: usize) -> io::Result<BridgeOutcome> {
     let (mut send, mut recv, pending, guard) = stream.into_parts();
     let (mut tcp_read, mut tcp_write) = tcp.into_split();
@@ -219,7 +230,13 @@ async fn bridge(tcp: TcpStream, stream: TunnelStream, buffer: usize) -> io::Resu
             // TCP → stream.
             let mut buf = vec![0u8; buffer];
             loop {
-                match tcp_read.read(&mut buf).await {
+                // Watching `stopped` while idle notices a peer that reset after sending
+                // its FIN, which no write of ours would otherwise reveal.
+                let read = tokio::select! {
+                    read = tcp_read.read(&mut buf) => read,
+                    _ = send.stopped() => return Some(BridgeOutcome::StreamReset),
+                };
+                match read {
                     Ok(0) => {
                         let _ = send.finish();
                         return None;
@@ -241,7 +258,13 @@ async fn bridge(tcp: TcpStream, stream: TunnelStream, buffer: usize) -> io::Resu
             }
             let mut buf = vec![0u8; buffer];
             loop {
-                match recv.read(&mut buf).await {
+                // An RST that follows the TCP side's FIN is only an error condition on the
+                // socket: the read half is done, so watch for it here.
+                let read = tokio::select! {
+                    read = recv.read(&mut buf) => read,
+                    _ = tcp_error(tcp_write.as_ref()) => return Some(BridgeOutcome::TcpReset),
+                };
+                match read {
                     Ok(Some(n)) => {
                         if tcp_write.write_all(&buf[..n]).await.is_err() {
                             return Some(BridgeOutcome::TcpReset);

@@ -113,7 +113,6 @@ impl Shared {
 #[derive(Debug)]
 pub struct TlsIdentity {
     shared: Arc<Shared>,
-    provider: Arc<CryptoProvider>,
     files: Option<IdentityFiles>,
 }
 
@@ -141,9 +140,8 @@ impl TlsIdentity {
             shared: Arc::new(Shared {
                 material: ArcSwap::from_pointee(material),
                 metrics,
-                provider: Arc::clone(&provider),
+                provider,
             }),
-            provider,
             files: None,
         })
     }
@@ -169,7 +167,7 @@ impl TlsIdentity {
 
     /// Swaps in new material (for a node that was issued a new certificate).
     pub fn replace(&self, loaded: LoadedIdentity) -> Result<(), TlsError> {
-        let material = build_material(loaded, &self.provider)?;
+        let material = build_material(loaded, &self.shared.provider)?;
         let current = self.identity();
         if material.identity.node != current.node {
             return Err(IdentityError::NotANodeCertificate(format!(
@@ -190,11 +188,16 @@ impl TlsIdentity {
         let resolver = Arc::new(Resolver {
             shared: Arc::clone(&self.shared),
         });
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&self.provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(resolver);
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::clone(&self.shared.provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])?
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(resolver);
         config.alpn_protocols = vec![ALPN.to_vec()];
+        // No resumption: a resumed TLS 1.3 handshake presents no certificate, so it would
+        // skip the checks a reload or an expiry must apply to every new link.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         quinn::crypto::rustls::QuicServerConfig::try_from(config)
             .map_err(|e| TlsError::Quic(e.to_string()))
     }
@@ -208,12 +211,14 @@ impl TlsIdentity {
         let resolver = Arc::new(Resolver {
             shared: Arc::clone(&self.shared),
         });
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&self.provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_cert_resolver(resolver);
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::clone(&self.shared.provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_client_cert_resolver(resolver);
         config.alpn_protocols = vec![ALPN.to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
         quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(config))
             .map_err(|e| TlsError::Quic(e.to_string()))
     }

@@ -1,47 +1,38 @@
-//! A node's tunnel endpoint: its links to peers, the streams and flows on them, and the
-//! tasks that keep links alive, close idle ones, and reload certificates.
+//! A node's tunnel endpoint: the public handle, the shared state behind it, and the
+//! housekeeping tasks (idle links, forgotten peers, certificate reloads).
 //!
-//! Links are made on demand and reused: one dial per peer at a time (callers that arrive
-//! meanwhile share its result), direct first, then through the relay with the lowest RTT.
-//! A failed dial backs off exponentially with jitter; a lost link that was in use is
-//! re-dialled on that schedule; a relayed peer is retried directly now and then. A link
-//! unused for `link_idle` is closed.
+//! How links are made lives in `peers`; what peers send in `incoming`; relays in `relay`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use quinn::{RecvStream, SendStream, VarInt};
+use quinn::VarInt;
 use tokio::sync::{mpsc, watch};
 
 use crate::channel::PacketChannel;
 use crate::config::{PeerDirectory, TunnelConfig};
-use crate::datagram::{self, Channel};
+use crate::datagram::Channel;
 use crate::error::{OpenError, TunnelError};
-use crate::header::{ProxyTarget, Reply, Request, Status};
-use crate::identity::{IdentityFiles, LoadedIdentity, NodeName, PeerIdentity};
-use crate::link::{Link, LinkHealth, LinkPath};
-use crate::metrics::{MetricsSnapshot, TunnelMetrics};
-use crate::relay;
+use crate::header::{ProxyTarget, Request, Status};
+use crate::identity::{IdentityFiles, LoadedIdentity, NodeName};
+use crate::incoming::{self, Incoming, IncomingStream};
+use crate::link::{Link, LinkHealth};
+use crate::metrics::{LogGate, MetricsSnapshot, TunnelMetrics};
+use crate::peers::{self, PeerState, Use};
 use crate::socket::{GuardedSocket, RelaySocket};
-use crate::stream::{self, HeaderReadError, REFUSED_CODE, RawStream, StreamGuard, TunnelStream};
-use crate::tls::{self, TlsError, TlsIdentity};
+use crate::stream::{self, HeaderReadError, RawStream, StreamGuard, TunnelStream};
+use crate::tls::{TlsError, TlsIdentity};
 use crate::udp::UdpFlow;
 
 /// Close code of a link closed because it was idle.
 const IDLE_CODE: VarInt = VarInt::from_u32(1);
 /// Close code of a link closed because the node shuts down.
 const SHUTDOWN_CODE: VarInt = VarInt::from_u32(2);
-/// Close code of a link refused after the handshake.
-const REFUSED_LINK_CODE: VarInt = VarInt::from_u32(3);
-/// What an acceptor sends on a unidirectional stream once it has verified the dialler.
-///
-/// In TLS 1.3 the dialler finishes its handshake before the acceptor has checked the
-/// dialler's certificate, so a finished handshake does not mean the acceptor took the
-/// link. The dialler waits for this before it counts the link as up; a refused dialler
-/// sees the acceptor's TLS alert instead, as the reason.
-const HELLO: [u8; 4] = *b"CW\x01\x00";
+/// How often a kind of warning may be logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a node's identity comes from.
 #[derive(Debug)]
@@ -69,171 +60,14 @@ impl Drop for Closer {
     }
 }
 
-/// The requests peers send to this node that the application must answer.
+/// Warnings a peer could otherwise repeat without end.
 #[derive(Debug)]
-pub struct Incoming {
-    rx: mpsc::Receiver<IncomingStream>,
-}
-
-impl Incoming {
-    /// The next request; `None` once the endpoint closed.
-    pub async fn accept(&mut self) -> Option<IncomingStream> {
-        self.rx.recv().await
-    }
-}
-
-/// A stream a peer opened, its header read, its reply not yet sent.
-#[derive(Debug)]
-pub struct IncomingStream {
-    link: Link,
-    request: Request,
-    stream: RawStream,
-    inner: Arc<Inner>,
-}
-
-impl IncomingStream {
-    /// Who opened it, as its certificate proved.
-    pub fn peer(&self) -> &PeerIdentity {
-        self.link.peer()
-    }
-
-    /// What it is for.
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-
-    /// How the link reaches the peer.
-    pub fn path(&self) -> &LinkPath {
-        self.link.path()
-    }
-
-    /// Replies ok; payload may flow.
-    pub async fn accept(mut self) -> Result<TunnelStream, quinn::WriteError> {
-        stream::write_reply(&mut self.stream.send, &Reply::status(Status::Ok)).await?;
-        Ok(TunnelStream::new(self.stream))
-    }
-
-    /// Replies ok to a UDP flow request and starts the flow.
-    pub async fn accept_udp(mut self) -> Result<UdpFlow, OpenError> {
-        let peer = self.link.peer().node.clone();
-        if !matches!(self.request, Request::UdpFlow(_)) {
-            self.refuse(Status::BadRequest, "not a UDP flow").await;
-            return Err(OpenError::LinkLost {
-                peer,
-                reason: "accept_udp called on a stream that is not a UDP flow".into(),
-            });
-        }
-        stream::write_reply(&mut self.stream.send, &Reply::status(Status::Ok))
-            .await
-            .map_err(|e| OpenError::LinkLost {
-                peer: peer.clone(),
-                reason: e.to_string(),
-            })?;
-        let channel = PacketChannel::start(
-            Channel::UdpFlow,
-            self.stream,
-            self.inner.config.limits.packet_queue,
-            Arc::clone(&self.inner.metrics),
-        )
-        .map_err(|e| OpenError::LinkLost {
-            peer,
-            reason: e.to_string(),
-        })?;
-        Ok(UdpFlow::new(channel))
-    }
-
-    /// Replies with `status` and ends the stream.
-    pub async fn refuse(mut self, status: Status, message: &str) {
-        refuse(
-            &mut self.stream.send,
-            &mut self.stream.recv,
-            status,
-            message,
-        )
-        .await;
-    }
-}
-
-pub(crate) async fn refuse(
-    send: &mut SendStream,
-    recv: &mut RecvStream,
-    status: Status,
-    message: &str,
-) {
-    let reply = Reply {
-        status,
-        message: message.to_string(),
-    };
-    let _ = stream::write_reply(send, &reply).await;
-    let _ = send.finish();
-    let _ = recv.stop(REFUSED_CODE);
-}
-
-/// Dial bookkeeping of one peer.
-#[derive(Debug, Default)]
-struct DialState {
-    failures: u32,
-    next_attempt: Option<Instant>,
-    last_error: String,
-}
-
-/// Everything known about one peer.
-#[derive(Debug)]
-pub(crate) struct PeerState {
-    node: NodeName,
-    links: Mutex<Vec<Link>>,
-    dial: tokio::sync::Mutex<DialState>,
-    wanted_at: Mutex<Option<Instant>>,
-}
-
-impl PeerState {
-    fn new(node: NodeName) -> Self {
-        Self {
-            node,
-            links: Mutex::new(Vec::new()),
-            dial: tokio::sync::Mutex::new(DialState::default()),
-            wanted_at: Mutex::new(None),
-        }
-    }
-
-    /// The link to use: up, direct before relayed, then the lowest RTT.
-    fn best(&self) -> Option<Link> {
-        let links = self.links.lock().ok()?;
-        links
-            .iter()
-            .filter(|l| l.is_up())
-            .min_by_key(|l| {
-                let relayed = matches!(l.path(), LinkPath::Relayed { .. });
-                (relayed, l.connection().rtt())
-            })
-            .cloned()
-    }
-
-    fn has_direct(&self) -> bool {
-        self.links.lock().is_ok_and(|links| {
-            links
-                .iter()
-                .any(|l| l.is_up() && matches!(l.path(), LinkPath::Direct { .. }))
-        })
-    }
-
-    fn want(&self) {
-        if let Ok(mut at) = self.wanted_at.lock() {
-            *at = Some(Instant::now());
-        }
-    }
-
-    fn wanted_within(&self, window: Duration) -> bool {
-        self.wanted_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() < window)
-    }
-
-    fn links(&self) -> Vec<Link> {
-        self.links.lock().map(|l| l.clone()).unwrap_or_default()
-    }
+pub(crate) struct Logs {
+    pub(crate) dial: LogGate,
+    pub(crate) refused_link: LogGate,
+    pub(crate) handshake: LogGate,
+    pub(crate) bad_header: LogGate,
+    pub(crate) relay: LogGate,
 }
 
 /// The shared state of an endpoint.
@@ -242,13 +76,15 @@ pub(crate) struct Inner {
     pub(crate) node: NodeName,
     pub(crate) config: TunnelConfig,
     pub(crate) metrics: Arc<TunnelMetrics>,
+    pub(crate) logs: Logs,
     tls: TlsIdentity,
     endpoint: quinn::Endpoint,
     relay_endpoint: quinn::Endpoint,
     pub(crate) relay_socket: Arc<RelaySocket>,
-    directory: Arc<dyn PeerDirectory>,
-    peers: Mutex<HashMap<NodeName, Arc<PeerState>>>,
-    incoming_tx: mpsc::Sender<IncomingStream>,
+    pub(crate) directory: Arc<dyn PeerDirectory>,
+    pub(crate) peers: Mutex<HashMap<NodeName, Arc<PeerState>>>,
+    pub(crate) link_slots: AtomicUsize,
+    incoming_tx: Mutex<Option<mpsc::Sender<IncomingStream>>>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -302,13 +138,11 @@ impl Tunnel {
         let mut relay_server =
             quinn::ServerConfig::with_crypto(Arc::new(tls.quic_server_config()?));
         relay_server.transport_config(Arc::clone(&inner_transport));
+        // A relay must not be able to move one session's connection onto another path.
+        relay_server.migration(false);
         let mut relay_client = quinn::ClientConfig::new(Arc::new(tls.quic_client_config()?));
         relay_client.transport_config(inner_transport);
-        let (closed_paths_tx, closed_paths_rx) = mpsc::unbounded_channel();
-        let relay_socket = Arc::new(RelaySocket::new(
-            config.limits.packet_queue * 4,
-            closed_paths_tx,
-        ));
+        let relay_socket = Arc::new(RelaySocket::new(config.limits.packet_queue * 4));
         let mut relay_endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(relay_server),
@@ -324,25 +158,32 @@ impl Tunnel {
             node,
             config,
             metrics,
+            logs: Logs {
+                dial: LogGate::new(LOG_INTERVAL),
+                refused_link: LogGate::new(LOG_INTERVAL),
+                handshake: LogGate::new(LOG_INTERVAL),
+                bad_header: LogGate::new(LOG_INTERVAL),
+                relay: LogGate::new(LOG_INTERVAL),
+            },
             tls,
             endpoint,
             relay_endpoint,
             relay_socket,
             directory,
             peers: Mutex::new(HashMap::new()),
-            incoming_tx,
+            link_slots: AtomicUsize::new(0),
+            incoming_tx: Mutex::new(Some(incoming_tx)),
             shutdown_tx,
         });
-        tokio::spawn(accept_loop(Arc::clone(&inner), false));
-        tokio::spawn(accept_loop(Arc::clone(&inner), true));
+        tokio::spawn(incoming::accept_loop(Arc::clone(&inner), false));
+        tokio::spawn(incoming::accept_loop(Arc::clone(&inner), true));
         tokio::spawn(sweep_loop(Arc::clone(&inner)));
-        tokio::spawn(closed_paths_loop(Arc::clone(&inner), closed_paths_rx));
         if let Some(interval) = inner.config.reload_interval {
             tokio::spawn(reload_loop(Arc::clone(&inner), interval));
         }
         for relay in inner.config.relays.clone() {
             if relay.node != inner.node {
-                tokio::spawn(keep_relay(Arc::clone(&inner), relay.node));
+                tokio::spawn(peers::keep_relay(Arc::clone(&inner), relay.node));
             }
         }
         tracing::info!(node = %inner.node, listen = %inner.local_addr(), relays = inner.config.relays.len(), serve_as_relay = inner.config.serve_as_relay, "tunnel endpoint up");
@@ -373,13 +214,13 @@ impl Tunnel {
 
     /// The link to `peer`, made if there is none.
     pub async fn link(&self, peer: &NodeName) -> Result<Link, OpenError> {
-        self.inner.connect(peer).await
+        self.inner.connect(peer, Use::Wanted).await
     }
 
     /// Opens a stream to `peer` for `request` and waits for its reply.
     pub async fn open(&self, peer: &NodeName, request: Request) -> Result<TunnelStream, OpenError> {
         Ok(TunnelStream::new(
-            self.inner.open_raw(peer, &request).await?,
+            self.inner.open_raw(peer, &request, Use::Wanted).await?,
         ))
     }
 
@@ -390,7 +231,7 @@ impl Tunnel {
         target: ProxyTarget,
     ) -> Result<UdpFlow, OpenError> {
         let request = Request::UdpFlow(target);
-        let stream = self.inner.open_raw(peer, &request).await?;
+        let stream = self.inner.open_raw(peer, &request, Use::Wanted).await?;
         let channel = PacketChannel::start(
             Channel::UdpFlow,
             stream,
@@ -427,7 +268,8 @@ impl Tunnel {
         self.inner.tls.reload()
     }
 
-    /// Closes every link and stops the endpoint.
+    /// Closes every link and stops the endpoint; [`Incoming::accept`] then returns
+    /// `None`.
     pub async fn close(&self) {
         self.inner.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
@@ -441,6 +283,7 @@ fn transport(config: &TunnelConfig, inner: bool) -> quinn::TransportConfig {
     let timeouts = &config.timeouts;
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams_per_link))
+        // One unidirectional stream: the acceptor's link confirmation.
         .max_concurrent_uni_streams(VarInt::from_u32(1))
         .stream_receive_window(VarInt::from_u32(limits.stream_window))
         .receive_window(VarInt::from_u32(limits.link_window))
@@ -456,6 +299,10 @@ fn transport(config: &TunnelConfig, inner: bool) -> quinn::TransportConfig {
 }
 
 impl Inner {
+    pub(crate) fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
     pub(crate) fn relay_endpoint(&self) -> &quinn::Endpoint {
         &self.relay_endpoint
     }
@@ -464,13 +311,26 @@ impl Inner {
         self.endpoint.local_addr().unwrap_or(self.config.listen)
     }
 
-    fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         *self.shutdown_tx.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Where accepted requests go, until the endpoint closes.
+    pub(crate) fn incoming_sender(&self) -> Option<mpsc::Sender<IncomingStream>> {
+        self.incoming_tx.lock().ok()?.clone()
     }
 
     fn shutdown(&self) {
         if self.shutdown_tx.send_replace(true) {
             return;
+        }
+        // Dropping the sender ends the application's `Incoming` once it is drained.
+        if let Ok(mut sender) = self.incoming_tx.lock() {
+            sender.take();
         }
         self.endpoint.close(SHUTDOWN_CODE, b"node shutting down");
         self.relay_endpoint
@@ -478,219 +338,18 @@ impl Inner {
         tracing::info!(node = %self.node, "tunnel endpoint closed");
     }
 
-    fn peer_state(&self, node: &NodeName) -> Arc<PeerState> {
-        match self.peers.lock() {
-            Ok(mut peers) => Arc::clone(
-                peers
-                    .entry(node.clone())
-                    .or_insert_with(|| Arc::new(PeerState::new(node.clone()))),
-            ),
-            Err(_) => Arc::new(PeerState::new(node.clone())),
-        }
-    }
-
-    fn peer_if_known(&self, node: &NodeName) -> Option<Arc<PeerState>> {
-        self.peers.lock().ok()?.get(node).cloned()
-    }
-
-    fn all_peers(&self) -> Vec<Arc<PeerState>> {
-        self.peers
-            .lock()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn link_count(&self) -> usize {
-        self.all_peers().iter().map(|p| p.links().len()).sum()
-    }
-
-    pub(crate) fn is_relay(&self, node: &NodeName) -> bool {
-        self.config.relays.iter().any(|r| &r.node == node)
-    }
-
-    fn addresses(&self, node: &NodeName) -> Vec<SocketAddr> {
-        let mut addresses = self.directory.addresses(node);
-        for relay in &self.config.relays {
-            if &relay.node == node {
-                addresses.extend(relay.addresses.iter().copied());
-            }
-        }
-        addresses
-    }
-
-    /// The link to `peer`: an existing one, or one dial shared by every caller.
-    pub(crate) async fn connect(self: &Arc<Self>, peer: &NodeName) -> Result<Link, OpenError> {
-        if self.closing() {
-            return Err(OpenError::Closed);
-        }
-        let state = self.peer_state(peer);
-        state.want();
-        if let Some(link) = state.best() {
-            link.touch();
-            return Ok(link);
-        }
-        let mut dial = state.dial.lock().await;
-        if let Some(link) = state.best() {
-            link.touch();
-            return Ok(link);
-        }
-        if let Some(at) = dial.next_attempt {
-            let wait = at.saturating_duration_since(Instant::now());
-            if wait > self.config.timeouts.connect {
-                return Err(OpenError::Backoff {
-                    peer: peer.clone(),
-                    retry_in: wait,
-                    reason: dial.last_error.clone(),
-                });
-            }
-            tokio::time::sleep(wait).await;
-        }
-        match self.dial(peer).await {
-            Ok(link) => {
-                *dial = DialState::default();
-                Ok(link)
-            }
-            Err(error) => {
-                dial.failures = dial.failures.saturating_add(1);
-                let delay = backoff(&self.config, dial.failures);
-                dial.next_attempt = Some(Instant::now() + delay);
-                dial.last_error = error.to_string();
-                tracing::warn!(peer = %peer, failures = dial.failures, retry_in = ?delay, error = %error, "dial failed");
-                Err(error)
-            }
-        }
-    }
-
-    async fn dial(self: &Arc<Self>, peer: &NodeName) -> Result<Link, OpenError> {
-        let mut reasons = Vec::new();
-        let addresses = self.addresses(peer);
-        for address in &addresses {
-            match self.dial_direct(peer, *address).await {
-                Ok(link) => return Ok(link),
-                Err(error) => reasons.push(format!("{address}: {error}")),
-            }
-        }
-        if !self.is_relay(peer) && peer != &self.node {
-            for relay in self.relays_by_rtt() {
-                match Box::pin(relay::dial_via(self, &relay, peer)).await {
-                    Ok(link) => {
-                        if !addresses.is_empty() {
-                            tokio::spawn(retry_direct(Arc::clone(self), peer.clone()));
-                        }
-                        return Ok(link);
-                    }
-                    Err(error) => reasons.push(format!("via relay {relay}: {error}")),
-                }
-            }
-        }
-        TunnelMetrics::inc(&self.metrics.dial_failures);
-        if reasons.is_empty() {
-            reasons.push("no address is known and no relay is configured".into());
-        }
-        Err(OpenError::Unreachable {
-            peer: peer.clone(),
-            reason: reasons.join("; "),
-        })
-    }
-
-    async fn dial_direct(
-        self: &Arc<Self>,
-        peer: &NodeName,
-        address: SocketAddr,
-    ) -> Result<Link, OpenError> {
-        let lost = |reason: String| OpenError::LinkLost {
-            peer: peer.clone(),
-            reason,
-        };
-        let connecting = self
-            .endpoint
-            .connect(address, peer.as_str())
-            .map_err(|e| lost(e.to_string()))?;
-        let connection = tokio::time::timeout(self.config.timeouts.connect, async {
-            let connection = connecting.await.map_err(|e| e.to_string())?;
-            await_hello(&connection).await?;
-            Ok::<_, String>(connection)
-        })
-        .await
-        .map_err(|_| {
-            lost(format!(
-                "no handshake within {:?}",
-                self.config.timeouts.connect
-            ))
-        })?
-        .map_err(lost)?;
-        self.admit(connection, LinkPath::Direct { remote: address }, Some(peer))
-            .map_err(lost)
-    }
-
-    /// Registers an established connection as a link, after checking who it is.
-    pub(crate) fn admit(
-        self: &Arc<Self>,
-        connection: quinn::Connection,
-        path: LinkPath,
-        expected: Option<&NodeName>,
-    ) -> Result<Link, String> {
-        let identity = match tls::connection_peer(&connection) {
-            Ok(identity) => identity,
-            Err(error) => {
-                TunnelMetrics::inc(&self.metrics.rejected_bad_certificate);
-                connection.close(REFUSED_LINK_CODE, b"not a node certificate");
-                return Err(error.to_string());
-            }
-        };
-        if let Some(expected) = expected
-            && &identity.node != expected
-        {
-            TunnelMetrics::inc(&self.metrics.rejected_wrong_node);
-            tracing::warn!(expected = %expected, presented = %identity.node, "reached a node other than the one dialled");
-            connection.close(REFUSED_LINK_CODE, b"not the node dialled");
-            return Err(format!("reached `{}` instead", identity.node));
-        }
-        let link = Link::new(connection, identity, path);
-        TunnelMetrics::inc(&self.metrics.links_established);
-        tracing::info!(peer = %link.peer().node, path = %link.path(), "link up");
-        let state = self.peer_state(&link.peer().node);
-        if let Ok(mut links) = state.links.lock() {
-            links.push(link.clone());
-        }
-        tokio::spawn(serve_streams(Arc::clone(self), link.clone()));
-        tokio::spawn(serve_datagrams(Arc::clone(self), link.clone()));
-        tokio::spawn(watch_link(Arc::clone(self), state, link.clone()));
-        Ok(link)
-    }
-
-    /// Relays with a link first, by RTT, then the others in configured order.
-    fn relays_by_rtt(&self) -> Vec<NodeName> {
-        let mut connected = Vec::new();
-        let mut others = Vec::new();
-        for relay in &self.config.relays {
-            if relay.node == self.node {
-                continue;
-            }
-            match self.peer_if_known(&relay.node).and_then(|p| p.best()) {
-                Some(link) => connected.push((link.connection().rtt(), relay.node.clone())),
-                None => others.push(relay.node.clone()),
-            }
-        }
-        connected.sort_by_key(|(rtt, _)| *rtt);
-        connected
-            .into_iter()
-            .map(|(_, n)| n)
-            .chain(others)
-            .collect()
-    }
-
     /// Opens a stream, sends the header and waits for an ok reply.
     pub(crate) async fn open_raw(
         self: &Arc<Self>,
         peer: &NodeName,
         request: &Request,
+        use_: Use,
     ) -> Result<RawStream, OpenError> {
         let mut header = Vec::new();
         request.encode(&mut header).map_err(OpenError::Request)?;
         let mut attempt = 0;
         let (link, mut send, mut recv) = loop {
-            let link = self.connect(peer).await?;
+            let link = self.connect(peer, use_).await?;
             match link.connection().open_bi().await {
                 Ok((send, recv)) => break (link, send, recv),
                 // The link died between choosing it and using it: one fresh try.
@@ -754,316 +413,19 @@ impl Inner {
     }
 }
 
-/// Waits for the acceptor's [`HELLO`].
-pub(crate) async fn await_hello(connection: &quinn::Connection) -> Result<(), String> {
-    let mut stream = connection.accept_uni().await.map_err(|e| match e {
-        quinn::ConnectionError::TransportError(error) => {
-            format!("the peer refused the link: {error}")
-        }
-        quinn::ConnectionError::ConnectionClosed(close) => {
-            format!("the peer refused the link: {close}")
-        }
-        other => other.to_string(),
-    })?;
-    let mut hello = [0u8; 4];
-    stream
-        .read_exact(&mut hello)
-        .await
-        .map_err(|e| format!("no link confirmation: {e}"))?;
-    if hello == HELLO {
-        Ok(())
-    } else {
-        Err("the peer sent a bad link confirmation".into())
-    }
-}
-
-async fn send_hello(connection: &quinn::Connection) {
-    if let Ok(mut stream) = connection.open_uni().await
-        && stream.write_all(&HELLO).await.is_ok()
-    {
-        let _ = stream.finish();
-    }
-}
-
-/// The wait before dial number `failures + 1`: doubling from the initial backoff up to
-/// the maximum, with ±20% jitter so peers that failed together do not retry together.
-fn backoff(config: &TunnelConfig, failures: u32) -> Duration {
-    let base = config.timeouts.backoff_initial;
-    let exponent = failures.saturating_sub(1).min(20);
-    let delay = base
-        .saturating_mul(1u32 << exponent)
-        .min(config.timeouts.backoff_max);
-    let jitter = 0.8 + 0.4 * rand::random::<f64>();
-    delay.mul_f64(jitter)
-}
-
-async fn accept_loop(inner: Arc<Inner>, relayed: bool) {
-    let endpoint = if relayed {
-        inner.relay_endpoint.clone()
-    } else {
-        inner.endpoint.clone()
-    };
-    let mut shutdown = inner.shutdown_tx.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.accept() => incoming,
-            _ = shutdown.changed() => None,
-        };
-        let Some(incoming) = incoming else {
-            return;
-        };
-        if inner.link_count() >= inner.config.limits.max_links {
-            TunnelMetrics::inc(&inner.metrics.rejected_link_limit);
-            tracing::warn!(from = %incoming.remote_address(), limit = inner.config.limits.max_links, "refused a link: at the link limit");
-            incoming.refuse();
-            continue;
-        }
-        let inner = Arc::clone(&inner);
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            let Ok(connecting) = incoming.accept() else {
-                return;
-            };
-            let connection =
-                match tokio::time::timeout(inner.config.timeouts.connect, connecting).await {
-                    Ok(Ok(connection)) => connection,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%remote, %error, "incoming handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let path = if relayed {
-                match inner.relay_socket.relay_of(remote) {
-                    Some(relay) => LinkPath::Relayed { relay },
-                    None => {
-                        connection.close(REFUSED_LINK_CODE, b"relay session gone");
-                        return;
-                    }
-                }
-            } else {
-                LinkPath::Direct { remote }
-            };
-            match inner.admit(connection, path, None) {
-                Ok(link) => send_hello(link.connection()).await,
-                Err(error) => tracing::warn!(%remote, %error, "refused an incoming link"),
-            }
-        });
-    }
-}
-
-async fn serve_streams(inner: Arc<Inner>, link: Link) {
-    loop {
-        match link.connection().accept_bi().await {
-            Ok((send, recv)) => {
-                tokio::spawn(handle_stream(Arc::clone(&inner), link.clone(), send, recv));
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-async fn handle_stream(inner: Arc<Inner>, link: Link, mut send: SendStream, mut recv: RecvStream) {
-    TunnelMetrics::inc(&inner.metrics.streams_accepted);
-    let guard = StreamGuard::new(link.clone(), Arc::clone(&inner.metrics));
-    let peer = link.peer().node.clone();
-    let timeout = inner.config.timeouts.header;
-    let (request, pending) = match tokio::time::timeout(timeout, stream::read_request(&mut recv))
-        .await
-    {
-        Ok(Ok(read)) => read,
-        Ok(Err(HeaderReadError::Header(error))) => {
-            TunnelMetrics::inc(&inner.metrics.rejected_headers);
-            tracing::warn!(peer = %peer, %error, "refused a stream with a bad header");
-            let status = match error {
-                crate::header::HeaderError::UnsupportedVersion(_) => Status::UnsupportedVersion,
-                _ => Status::BadRequest,
-            };
-            refuse(&mut send, &mut recv, status, &error.to_string()).await;
-            return;
-        }
-        Ok(Err(HeaderReadError::Stream(error))) => {
-            tracing::debug!(peer = %peer, %error, "stream ended before its header");
-            return;
-        }
-        Err(_) => {
-            TunnelMetrics::inc(&inner.metrics.rejected_headers);
-            tracing::warn!(peer = %peer, ?timeout, "refused a stream that sent no header in time");
-            let _ = send.reset(REFUSED_CODE);
-            let _ = recv.stop(REFUSED_CODE);
-            return;
-        }
-    };
-    tracing::debug!(peer = %peer, purpose = request.purpose(), "stream accepted");
-    match request {
-        Request::RelayConnect { target } => {
-            let stream = RawStream {
-                send,
-                recv,
-                pending,
-                guard,
-            };
-            relay::serve_connect(&inner, link, stream, &target).await;
-        }
-        Request::RelayAccept { source } => {
-            let stream = RawStream {
-                send,
-                recv,
-                pending,
-                guard,
-            };
-            relay::accept_session(&inner, link, stream, &source).await;
-        }
-        request => {
-            let incoming = IncomingStream {
-                link,
-                request,
-                stream: RawStream {
-                    send,
-                    recv,
-                    pending,
-                    guard,
-                },
-                inner: Arc::clone(&inner),
-            };
-            match inner.incoming_tx.try_send(incoming) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(incoming)) => {
-                    TunnelMetrics::inc(&inner.metrics.rejected_stream_limit);
-                    tracing::warn!(peer = %peer, "refused a stream: the application is not keeping up");
-                    incoming
-                        .refuse(Status::Overloaded, "the node has too many streams waiting")
-                        .await;
-                }
-                Err(mpsc::error::TrySendError::Closed(incoming)) => {
-                    incoming
-                        .refuse(Status::Refused, "the node does not accept streams")
-                        .await;
-                }
-            }
-        }
-    }
-}
-
-async fn serve_datagrams(inner: Arc<Inner>, link: Link) {
-    while let Ok(datagram) = link.connection().read_datagram().await {
-        match datagram::decode(&datagram) {
-            Ok((channel, id, payload)) => {
-                let offset = datagram.len() - payload.len();
-                let delivered = link
-                    .channel(channel, id)
-                    .is_some_and(|tx| tx.try_send(datagram.slice(offset..)).is_ok());
-                if delivered {
-                    TunnelMetrics::inc(&inner.metrics.datagrams_received);
-                } else {
-                    TunnelMetrics::inc(&inner.metrics.datagrams_dropped);
-                }
-            }
-            Err(error) => {
-                TunnelMetrics::inc(&inner.metrics.datagrams_dropped);
-                tracing::debug!(peer = %link.peer().node, %error, "dropped a malformed datagram");
-            }
-        }
-    }
-}
-
-async fn watch_link(inner: Arc<Inner>, state: Arc<PeerState>, link: Link) {
-    let reason = link.connection().closed().await;
-    if let Ok(mut links) = state.links.lock() {
-        links.retain(|l| !l.same(&link));
-    }
-    TunnelMetrics::inc(&inner.metrics.links_closed);
-    tracing::info!(peer = %state.node, path = %link.path(), %reason, "link down");
-    if let LinkPath::Relayed { .. } = link.path() {
-        inner
-            .relay_socket
-            .remove_path(link.connection().remote_address());
-    }
-    // A link that was in use comes back on its own, paced by the dial backoff.
-    if !inner.closing()
-        && !inner.is_relay(&state.node)
-        && state.best().is_none()
-        && state.wanted_within(inner.config.timeouts.link_idle)
-    {
-        tokio::spawn(redial(inner, state.node.clone()));
-    }
-}
-
-async fn redial(inner: Arc<Inner>, peer: NodeName) {
-    let state = inner.peer_state(&peer);
-    let mut failures = 0;
-    while !inner.closing()
-        && state.best().is_none()
-        && state.wanted_within(inner.config.timeouts.link_idle)
-    {
-        failures += 1;
-        tokio::time::sleep(backoff(&inner.config, failures)).await;
-        if inner.connect(&peer).await.is_ok() {
-            return;
-        }
-    }
-}
-
-/// Keeps a link to a relay up for as long as the endpoint runs, so this node stays
-/// reachable through it and its RTT is known.
-async fn keep_relay(inner: Arc<Inner>, relay: NodeName) {
-    let mut failures = 0;
-    while !inner.closing() {
-        match inner.connect(&relay).await {
-            Ok(link) => {
-                failures = 0;
-                let mut shutdown = inner.shutdown_tx.subscribe();
-                tokio::select! {
-                    _ = link.connection().closed() => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
-            Err(_) => {
-                failures += 1;
-                tokio::time::sleep(backoff(&inner.config, failures)).await;
-            }
-        }
-    }
-}
-
-/// While `peer` is reached through a relay, tries its direct addresses now and then.
-async fn retry_direct(inner: Arc<Inner>, peer: NodeName) {
-    let state = inner.peer_state(&peer);
-    let mut failures = 0u32;
-    loop {
-        let wait = inner
-            .config
-            .timeouts
-            .direct_retry
-            .saturating_mul(1 << failures.min(4));
-        tokio::time::sleep(wait).await;
-        if inner.closing()
-            || state.has_direct()
-            || !state.wanted_within(inner.config.timeouts.link_idle)
-        {
-            return;
-        }
-        for address in inner.addresses(&peer) {
-            if inner.dial_direct(&peer, address).await.is_ok() {
-                tracing::info!(peer = %peer, %address, "reached a relayed peer directly");
-                return;
-            }
-        }
-        failures += 1;
-    }
-}
-
-/// Closes idle links and refreshes what health reports.
+/// Closes idle links and duplicates, forgets peers nothing refers to, and refreshes what
+/// health reports.
 async fn sweep_loop(inner: Arc<Inner>) {
     let idle = inner.config.timeouts.link_idle;
     let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    let mut shutdown = inner.shutdown_tx.subscribe();
+    let mut shutdown = inner.shutdown_signal();
     loop {
         tokio::select! {
             () = tokio::time::sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         for peer in inner.all_peers() {
+            inner.close_duplicates(&peer);
             let relay = inner.is_relay(&peer.node);
             for link in peer.links() {
                 let _ = link.health();
@@ -1073,29 +435,7 @@ async fn sweep_loop(inner: Arc<Inner>) {
                 }
             }
         }
-    }
-}
-
-async fn closed_paths_loop(inner: Arc<Inner>, mut closed: mpsc::UnboundedReceiver<SocketAddr>) {
-    let mut shutdown = inner.shutdown_tx.subscribe();
-    loop {
-        let addr = tokio::select! {
-            addr = closed.recv() => addr,
-            _ = shutdown.changed() => None,
-        };
-        let Some(addr) = addr else {
-            return;
-        };
-        for peer in inner.all_peers() {
-            for link in peer.links() {
-                if matches!(link.path(), LinkPath::Relayed { .. })
-                    && link.connection().remote_address() == addr
-                {
-                    link.connection()
-                        .close(SHUTDOWN_CODE, b"relay session ended");
-                }
-            }
-        }
+        inner.forget_idle_peers();
     }
 }
 
@@ -1111,7 +451,7 @@ async fn reload_loop(inner: Arc<Inner>, interval: Duration) {
             .collect::<Vec<_>>()
     };
     let mut last = stamp(&files);
-    let mut shutdown = inner.shutdown_tx.subscribe();
+    let mut shutdown = inner.shutdown_signal();
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

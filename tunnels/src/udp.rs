@@ -66,15 +66,30 @@ pub async fn serve_udp_flow(
         tokio::select! {
             packet = flow.recv() => match packet {
                 Some(packet) => {
-                    socket.send(&packet).await?;
+                    if let Err(error) = socket.send(&packet).await {
+                        refused(destination, &error)?;
+                    }
                 }
                 None => return Ok(()),
             },
-            received = socket.recv(&mut buf) => {
-                let n = received?;
-                let _ = flow.send(&buf[..n]);
-            }
+            received = socket.recv(&mut buf) => match received {
+                Ok(n) => {
+                    let _ = flow.send(&buf[..n]);
+                }
+                Err(error) => refused(destination, &error)?,
+            },
             () = tokio::time::sleep(idle) => return Ok(()),
         }
+    }
+}
+
+/// A connected UDP socket reports the ICMP errors of earlier packets on later calls: a
+/// port that was closed for a moment is no reason to end the flow. Other errors are.
+fn refused(destination: SocketAddr, error: &io::Error) -> io::Result<()> {
+    if error.kind() == io::ErrorKind::ConnectionRefused {
+        tracing::debug!(%destination, "a UDP packet was refused by the destination");
+        Ok(())
+    } else {
+        Err(io::Error::new(error.kind(), error.to_string()))
     }
 }

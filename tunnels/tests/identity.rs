@@ -220,3 +220,48 @@ async fn identity_files_that_do_not_match_are_refused_at_start() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_certificate_that_expired_since_the_last_link_is_not_resumed() {
+    // No TLS session resumption: every link is a full handshake, so a certificate that
+    // was good for the first link and has expired since cannot ride a session ticket.
+    let cluster = Cluster::new();
+    let mut short = config();
+    short.timeouts.link_idle = Duration::from_millis(300);
+    let (b, b_in) = cluster.node_with("edge-b", short.clone()).await;
+    serve(b_in);
+    let issued = SystemTime::now();
+    let brief = Validity {
+        not_before: issued - Duration::from_secs(3600),
+        not_after: issued + Duration::from_secs(2),
+    };
+    let (a, _a_in) = Tunnel::bind(
+        short,
+        IdentitySource::Loaded(identity_with(&cluster.ca, "edge-a", "site-a", brief)),
+        cluster.directory.clone(),
+    )
+    .await
+    .expect("bind");
+    let echo = tcp_echo().await;
+    assert_eq!(
+        echo_through(&a, &name("edge-b"), echo, b"in time").await,
+        b"in time"
+    );
+    eventually(Duration::from_secs(3), "the idle link closes", || {
+        a.health(&name("edge-b")).is_empty()
+    })
+    .await;
+    // Certificate times have one-second resolution: wait until well past expiry.
+    let expired_at = issued + Duration::from_secs(4);
+    if let Ok(left) = expired_at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(left).await;
+    }
+    let error = a.link(&name("edge-b")).await.unwrap_err();
+    assert!(matches!(error, OpenError::Unreachable { .. }), "{error}");
+    eventually(
+        Duration::from_secs(2),
+        "b counts the expired certificate",
+        || b.metrics().rejected_expired >= 1,
+    )
+    .await;
+}

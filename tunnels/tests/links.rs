@@ -411,3 +411,181 @@ async fn streams_per_link_are_bounded_and_openers_wait_for_credit() {
         "the fifth stream got the freed slot"
     );
 }
+
+#[tokio::test]
+async fn concurrent_callers_of_an_unreachable_peer_share_one_failed_dial() {
+    let cluster = Cluster::new();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    cluster
+        .directory
+        .set(&name("ghost"), vec![silent.local_addr().unwrap()]);
+    let mut config = config();
+    config.timeouts.connect = Duration::from_millis(300);
+    let (a, _a_in) = cluster.node_with("edge-a", config).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let a = a.clone();
+        set.spawn(async move { a.link(&name("ghost")).await.map(|_| ()) });
+    }
+    while let Some(outcome) = set.join_next().await {
+        let error = outcome.unwrap().unwrap_err();
+        assert!(matches!(error, OpenError::Unreachable { .. }), "{error}");
+    }
+    assert_eq!(
+        a.metrics().dial_failures,
+        1,
+        "ten callers waited on one dial instead of dialling ten times"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_dials_never_exceed_the_link_limit() {
+    let cluster = Cluster::new();
+    let mut config = config();
+    config.limits.max_links = 2;
+    let (b, b_in) = cluster.node_with("edge-b", config).await;
+    serve(b_in);
+    let mut dialers = Vec::new();
+    for i in 0..6 {
+        dialers.push(cluster.node(&format!("edge-{i}")).await.0);
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for dialer in &dialers {
+        let dialer = dialer.clone();
+        set.spawn(async move { dialer.link(&name("edge-b")).await.is_ok() });
+    }
+    let mut linked = 0;
+    while let Some(ok) = set.join_next().await {
+        if ok.unwrap() {
+            linked += 1;
+        }
+    }
+    // A dialler may see its handshake finish a moment before the limit closes it, so
+    // count what stays up at b.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let up = b.links().iter().filter(|h| h.up).count();
+    assert!(up <= 2, "{up} links up at a limit of 2");
+    assert!(linked >= 2, "only {linked} dialers got a link");
+    assert!(b.metrics().rejected_link_limit >= 4);
+}
+
+#[tokio::test]
+async fn incoming_ends_when_the_endpoint_closes() {
+    let cluster = Cluster::new();
+    let (b, mut b_in) = cluster.node("edge-b").await;
+    let waiter = tokio::spawn(async move { b_in.accept().await.is_none() });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.close().await;
+    let ended = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("accept returned after close")
+        .unwrap();
+    assert!(ended, "accept yields None once the endpoint is closed");
+}
+
+#[tokio::test]
+async fn simultaneous_dials_converge_on_one_link() {
+    let cluster = Cluster::new();
+    let (a, a_in) = cluster.node("edge-a").await;
+    let (b, b_in) = cluster.node("edge-b").await;
+    serve(a_in);
+    serve(b_in);
+    let (to_a, to_b) = (name("edge-a"), name("edge-b"));
+    for _ in 0..5 {
+        let (ab, ba) = tokio::join!(a.link(&to_b), b.link(&to_a));
+        ab.expect("a links to b");
+        ba.expect("b links to a");
+    }
+    eventually(Duration::from_secs(5), "one link each way remains", || {
+        a.health(&name("edge-b")).iter().filter(|h| h.up).count() == 1
+            && b.health(&name("edge-a")).iter().filter(|h| h.up).count() == 1
+    })
+    .await;
+    let echo = tcp_echo().await;
+    assert_eq!(echo_through(&a, &name("edge-b"), echo, b"ab").await, b"ab");
+    assert_eq!(echo_through(&b, &name("edge-a"), echo, b"ba").await, b"ba");
+    assert_eq!(
+        a.health(&name("edge-b")).len(),
+        1,
+        "no new link was dialled"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_after_the_callers_fin_still_reaches_the_endpoint() {
+    let cluster = Cluster::new();
+    let (a, _a_in) = cluster.node("edge-a").await;
+    let (_b, b_in) = cluster.node("edge-b").await;
+    serve(b_in);
+    // The endpoint reads to EOF, then waits to see how its connection ends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut all = Vec::new();
+        tcp.read_to_end(&mut all).await.unwrap();
+        // Half-closed and silent: only the bridge watching for the stop can tell this
+        // connection that the caller is gone. One write, well after the reset, shows it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tcp.write_all(b"late").await.err().map(|e| e.kind())
+    });
+    let mut stream = a.open(&name("edge-b"), proxy(addr)).await.expect("open");
+    stream.write_all(b"done").await.unwrap();
+    stream.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.reset();
+    let seen = server.await.unwrap();
+    assert!(
+        matches!(
+            seen,
+            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        ),
+        "the endpoint saw {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tcp_reset_after_fin_resets_the_stream() {
+    let cluster = Cluster::new();
+    let (a, _a_in) = cluster.node("edge-a").await;
+    let (b, b_in) = cluster.node("edge-b").await;
+    serve(b_in);
+    // The endpoint finishes its side at once, then resets while the caller still talks.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tcp = tcp.into_std().unwrap();
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tcp = tokio::net::TcpStream::from_std(tcp).unwrap();
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+    });
+    let mut stream = a.open(&name("edge-b"), proxy(addr)).await.expect("open");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        stream.read(&mut buf).await.unwrap(),
+        0,
+        "the endpoint's FIN"
+    );
+    // The caller writes nothing, so only the bridge watching the socket for an error
+    // learns of the reset; it resets the stream and lets go of it.
+    eventually(
+        Duration::from_secs(3),
+        "b's bridge ends on the reset",
+        || b.metrics().streams_open() == 0,
+    )
+    .await;
+    let write = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Err(error) = stream.write_all(b"x").await {
+                return error;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the caller's next write fails");
+    assert_eq!(write.kind(), std::io::ErrorKind::ConnectionReset, "{write}");
+}

@@ -244,3 +244,81 @@ async fn only_a_nodes_own_relays_may_offer_it_sessions() {
     );
     assert_eq!(rogue.metrics().relay_sessions, 0);
 }
+
+#[tokio::test]
+async fn a_udp_flow_survives_a_refused_packet() {
+    let cluster = Cluster::new();
+    let (a, _a_in) = cluster.node("edge-a").await;
+    let (_b, b_in) = cluster.node("edge-b").await;
+    serve(b_in);
+    // A port with nobody on it yet: the first packets draw ICMP port-unreachable.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let destination = port.local_addr().unwrap();
+    drop(port);
+    let mut flow = a
+        .open_udp(&name("edge-b"), target(destination))
+        .await
+        .expect("flow");
+    for _ in 0..3 {
+        flow.send(b"anyone?").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The service comes up on that port; the same flow now reaches it.
+    let socket = tokio::net::UdpSocket::bind(destination).await.unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    flow.send(b"now").unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(2), flow.recv())
+        .await
+        .expect("an answer in time")
+        .expect("the flow is still open");
+    assert_eq!(&back[..], b"now");
+}
+
+#[tokio::test]
+async fn a_relay_refuses_a_target_it_does_not_know() {
+    let (_cluster, relays, a, _b, _hole) = relayed_cluster(&["cloud-relay"]).await;
+    // Nobody has an address for edge-z, and the relay has no link to it.
+    let error = a.link(&name("edge-z")).await.unwrap_err();
+    assert!(
+        error.to_string().contains("does not know node edge-z"),
+        "{error}"
+    );
+    assert_eq!(relays[0].metrics().relay_refusals, 1);
+    assert_eq!(relays[0].metrics().relay_sessions, 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_is_gone_is_let_go() {
+    let cluster = Cluster::new();
+    let mut config = config();
+    config.timeouts.link_idle = Duration::from_millis(500);
+    config.timeouts.backoff_max = Duration::from_millis(100);
+    config.timeouts.connect = Duration::from_millis(300);
+    let (a, _a_in) = cluster.node_with("edge-a", config).await;
+    let (b, b_in) = cluster.node("edge-b").await;
+    serve(b_in);
+    let echo = tcp_echo().await;
+    let peer = name("edge-b");
+    assert_eq!(echo_through(&a, &peer, echo, b"once").await, b"once");
+    b.close().await;
+    drop(b);
+    // a redials while the peer was recently used, then stops: its redials are not use.
+    eventually(Duration::from_secs(3), "a tries to redial", || {
+        a.metrics().dial_failures >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = a.metrics().dial_failures;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        a.metrics().dial_failures,
+        settled,
+        "a kept dialling a gone peer"
+    );
+    assert!(a.health(&peer).is_empty());
+}
