@@ -298,9 +298,18 @@ fn fake_answer(request: &Message, over_udp: bool) -> Message {
 }
 
 async fn fake_upstream(mode: Upstream) -> FakeUpstream {
-    let udp = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    // UDP and TCP on one port, as a resolver listens; a port free for UDP may be taken
+    // for TCP, so try a few.
+    let mut pair = None;
+    for _ in 0..16 {
+        let udp = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            pair = Some((udp, tcp));
+            break;
+        }
+    }
+    let (udp, tcp) = pair.expect("no port free for both UDP and TCP");
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let queries = Arc::new(AtomicUsize::new(0));
     let udp_count = Arc::clone(&queries);
     let udp_task = tokio::spawn(async move {
@@ -695,6 +704,27 @@ async fn a_silent_upstream_gets_servfail_in_time_and_never_delays_cluster_answer
         assert_eq!(stats.upstream_failures, 4, "{stats:?}");
         assert!(upstream.queries.load(Ordering::SeqCst) <= 4);
 
+        // On one TCP connection too, a question waiting on the upstream does not hold
+        // up the cluster question sent after it.
+        let mut stream = TcpStream::connect(server.tcp_addrs()[0]).await.unwrap();
+        let (slow_id, slow) = query_bytes("slow-tcp.example.test.", RecordType::A, None);
+        let (fast_id, fast) = query_bytes("web.demo.svc.cluster.local.", RecordType::A, None);
+        let sent = Instant::now();
+        tcp_send(&mut stream, &slow).await;
+        tcp_send(&mut stream, &fast).await;
+        let first = Message::from_vec(&tcp_receive(&mut stream).await).unwrap();
+        assert_eq!(first.metadata.id, fast_id);
+        assert!(
+            sent.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            sent.elapsed()
+        );
+        let second = Message::from_vec(&tcp_receive(&mut stream).await).unwrap();
+        assert_eq!(second.metadata.id, slow_id);
+        assert_eq!(second.metadata.response_code, ResponseCode::ServFail);
+        assert!(sent.elapsed() >= timeout - Duration::from_millis(50));
+        drop(stream);
+
         // Failures are not cached: once a place is free the upstream is asked again.
         let before = upstream.queries.load(Ordering::SeqCst);
         let again = udp(udp_addr, "slow0.example.test.", RecordType::A).await;
@@ -732,6 +762,57 @@ async fn without_upstreams_outside_names_get_servfail_and_resolv_conf_is_read() 
         let web = udp(udp_addr, "web.demo.svc.cluster.local.", RecordType::A).await;
         assert_eq!(ips(&web), vec![ip("10.96.0.10")]);
         assert_eq!(server.stats().no_upstreams, 1);
+        server.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ipv6_loopback_listeners_answer_too() {
+    bounded(async {
+        let (store, dir) = store("ipv6").await;
+        let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 0);
+        let started = DnsServer::start(
+            DnsConfig {
+                udp: vec![any],
+                tcp: vec![any],
+                ..config(Vec::new())
+            },
+            store,
+        )
+        .await;
+        let server = match started {
+            Ok(server) => server,
+            Err(error) => {
+                // A machine without IPv6 loopback: nothing to test here.
+                eprintln!("skipped: {error}");
+                std::fs::remove_dir_all(&dir).unwrap();
+                return;
+            }
+        };
+        let udp_addr = server.udp_addrs()[0];
+        assert!(udp_addr.is_ipv6());
+        let socket = UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let (id, bytes) = query_bytes("web.demo.svc.cluster.local.", RecordType::AAAA, None);
+        socket.send_to(&bytes, udp_addr).await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(ANSWER_WAIT, socket.recv_from(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = Message::from_vec(&buffer[..n]).unwrap();
+        assert_eq!(answer.metadata.id, id);
+        assert_eq!(ips(&answer), vec![ip("fd00::10")]);
+        let over_tcp = tcp(
+            server.tcp_addrs()[0],
+            "web.demo.svc.cluster.local.",
+            RecordType::A,
+        )
+        .await;
+        assert_eq!(ips(&over_tcp), vec![ip("10.96.0.10")]);
         server.shutdown().await;
         std::fs::remove_dir_all(&dir).unwrap();
     })
