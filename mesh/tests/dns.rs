@@ -589,6 +589,52 @@ async fn headless_services_answer_with_ready_endpoints_truncated_over_udp_whole_
 }
 
 #[tokio::test]
+async fn an_answer_past_64_kib_is_cut_with_tc_even_over_tcp() {
+    bounded(async {
+        let (store, dir) = store("huge").await;
+        // 4200 ready endpoints: past what one TCP message holds (hickory compresses the
+        // first 120 names of a message only, so most records carry their whole name).
+        let mut text = String::from(
+            "apiVersion: v1
+kind: Service
+metadata: {name: huge, namespace: demo}
+spec: {clusterIP: None, ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: huge-a, namespace: demo, labels: {kubernetes.io/service-name: huge}}
+addressType: IPv4
+endpoints:
+",
+        );
+        for i in 0..4200u32 {
+            text.push_str(&format!(
+                "- addresses: [10.2.{}.{}]\n",
+                i / 250,
+                i % 250 + 1
+            ));
+        }
+        store.replace_source("huge", objects(&text)).await.unwrap();
+        let server = DnsServer::start(config(Vec::new()), store).await.unwrap();
+        let answer = tcp(
+            server.tcp_addrs()[0],
+            "huge.demo.svc.cluster.local.",
+            RecordType::A,
+        )
+        .await;
+        assert!(answer.metadata.truncation);
+        assert!(
+            answer.answers.len() > 1000 && answer.answers.len() < 4200,
+            "{}",
+            answer.answers.len()
+        );
+        server.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn outside_names_are_forwarded_relayed_and_cached() {
     bounded(async {
         let (store, dir) = store("forward").await;

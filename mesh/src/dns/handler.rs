@@ -269,7 +269,7 @@ impl DnsHandler {
 
     /// Encodes an answer within the transport's size limit. An answer that does not fit
     /// in a datagram goes out with TC set and no records, so the client asks again over
-    /// TCP rather than use a part of it.
+    /// TCP rather than use a part of it; over TCP (64 KiB) what fits goes out, with TC.
     fn encode(
         &self,
         message: &MessageRequest,
@@ -290,6 +290,11 @@ impl DnsHandler {
         let code = metadata.response_code;
         match emit(message, edns.as_ref(), metadata, sections, limit) {
             Ok((bytes, false)) => return Some(bytes),
+            Ok((bytes, true)) if transport == Transport::Tcp => {
+                // Past 64 KiB even TCP cannot carry it: send what fits, marked.
+                bump(&self.counters.truncated);
+                return Some(bytes);
+            }
             Ok((_, true)) => {
                 bump(&self.counters.truncated);
                 let mut metadata = metadata;

@@ -29,7 +29,8 @@ pub struct DnsStats {
     pub formerr: u64,
     /// REFUSED or NOTIMP answers (zone transfers, other opcodes, other classes).
     pub refused: u64,
-    /// UDP answers too large for the client, sent truncated (TC) so it retries over TCP.
+    /// Answers too large for their transport, sent with TC: over UDP with no records so
+    /// the client retries over TCP; over TCP (past 64 KiB) with what fits.
     pub truncated: u64,
     /// Messages dropped without an answer: too short to reply to, themselves responses,
     /// or past the server's in-flight limits.
