@@ -1,7 +1,11 @@
 //! Load generation and benchmarks for Causeway.
 //!
-//! This crate will hold the open- and closed-loop load generator, the YAML scenarios under
+//! - [`echo`]: the sample app the quick start, tests and benchmarks run.
+//!
+//! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
 //! baseline measured in the same run (direct connection, HAProxy, dnsmasq).
 //!
 //! Traffic it generates goes only to loopback or into network namespaces the run created.
+
+pub mod echo;
