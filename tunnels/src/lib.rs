@@ -40,6 +40,7 @@ pub use identity::{
 pub use incoming::{Incoming, IncomingStream};
 pub use link::{Link, LinkHealth, LinkPath};
 pub use metrics::MetricsSnapshot;
+pub use peers::Reachability;
 pub use stream::{BridgeOutcome, TunnelStream};
 pub use tunnel::{IdentitySource, Tunnel};
 pub use udp::{UdpFlow, serve_udp_flow};

@@ -26,6 +26,23 @@ pub(crate) const REFUSED_LINK_CODE: VarInt = VarInt::from_u32(3);
 /// Close code of the second of two links two nodes dialled at once.
 const DUPLICATE_CODE: VarInt = VarInt::from_u32(4);
 
+/// What the endpoint knows of whether a peer can be reached, for callers that choose
+/// among peers (the mesh skips endpoints on a node that is failing until its retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// A link is up.
+    Linked,
+    /// No link and no failed dial: it has not been tried (or was let go).
+    Unknown,
+    /// The last dials failed; the next may start in `retry_in` (zero: now).
+    Failing {
+        /// Until the next dial may start.
+        retry_in: Duration,
+        /// Dials that failed in a row.
+        failures: u32,
+    },
+}
+
 /// Whether a dial counts as use of the peer: used peers get their lost links redialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Use {
@@ -52,6 +69,8 @@ pub(crate) struct PeerState {
     dials_done: AtomicU64,
     wanted_at: Mutex<Option<Instant>>,
     retrying_direct: AtomicBool,
+    /// After a failed dial: when the next may start, and how many failed in a row.
+    failing: Mutex<Option<(Instant, u32)>>,
 }
 
 impl PeerState {
@@ -63,6 +82,27 @@ impl PeerState {
             dials_done: AtomicU64::new(0),
             wanted_at: Mutex::new(None),
             retrying_direct: AtomicBool::new(false),
+            failing: Mutex::new(None),
+        }
+    }
+
+    /// Whether the peer has a link up, is failing to be dialled, or neither.
+    pub(crate) fn reachability(&self) -> Reachability {
+        if self.best().is_some() {
+            return Reachability::Linked;
+        }
+        match self.failing.lock().ok().and_then(|f| *f) {
+            Some((retry_at, failures)) => Reachability::Failing {
+                retry_in: retry_at.saturating_duration_since(Instant::now()),
+                failures,
+            },
+            None => Reachability::Unknown,
+        }
+    }
+
+    fn set_failing(&self, failing: Option<(Instant, u32)>) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = failing;
         }
     }
 
@@ -246,6 +286,7 @@ impl Inner {
         match result {
             Ok(link) => {
                 *dial = DialState::default();
+                state.set_failing(None);
                 Ok(link)
             }
             Err(error) => {
@@ -253,6 +294,7 @@ impl Inner {
                 let delay = backoff(&self.config, dial.failures);
                 dial.next_attempt = Some(Instant::now() + delay);
                 dial.last_error = error.to_string();
+                state.set_failing(Some((Instant::now() + delay, dial.failures)));
                 if let Some(held) = self.logs.dial.pass() {
                     tracing::warn!(peer = %peer, failures = dial.failures, retry_in = ?delay, error = %error, held, "dial failed");
                 }

@@ -21,7 +21,7 @@ use crate::identity::{IdentityFiles, LoadedIdentity, NodeName};
 use crate::incoming::{self, Incoming, IncomingStream};
 use crate::link::{Link, LinkHealth};
 use crate::metrics::{LogGate, MetricsSnapshot, TunnelMetrics};
-use crate::peers::{self, PeerState, Use};
+use crate::peers::{self, PeerState, Reachability, Use};
 use crate::socket::{GuardedSocket, RelaySocket};
 use crate::stream::{self, HeaderReadError, RawStream, StreamGuard, TunnelStream};
 use crate::tls::{TlsError, TlsIdentity};
@@ -251,6 +251,14 @@ impl Tunnel {
             .peer_if_known(peer)
             .map(|p| p.links().iter().map(Link::health).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `peer` has a link up, is failing to be dialled (and when it may be tried
+    /// again), or has not been tried.
+    pub fn reachability(&self, peer: &NodeName) -> Reachability {
+        self.inner
+            .peer_if_known(peer)
+            .map_or(Reachability::Unknown, |p| p.reachability())
     }
 
     /// The health of every link.

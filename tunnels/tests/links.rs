@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use causeway_tunnels::{LinkPath, OpenError, Request, Status};
+use causeway_tunnels::{LinkPath, OpenError, Reachability, Request, Status};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -31,6 +31,7 @@ async fn a_direct_link_carries_a_proxied_connection_with_half_close() {
     assert_eq!(health.len(), 1);
     assert!(health[0].up);
     assert!(matches!(health[0].path, LinkPath::Direct { .. }));
+    assert_eq!(a.reachability(&name("edge-b")), Reachability::Linked);
     assert!(health[0].rtt < Duration::from_secs(1));
     // The acceptor knows who dialled, by certificate.
     let back = b.health(&name("edge-a"));
@@ -244,6 +245,15 @@ async fn failed_dials_back_off() {
     // than the connect timeout here) and fails again rather than hammering.
     assert!(second.is_err());
     assert_eq!(a2.metrics().dial_failures, 2);
+    // Callers choosing among peers can see it is failing, and when to try again.
+    match a2.reachability(&name("ghost")) {
+        Reachability::Failing { retry_in, failures } => {
+            assert_eq!(failures, 2);
+            assert!(retry_in <= Duration::from_millis(500), "{retry_in:?}");
+        }
+        other => panic!("expected Failing, got {other:?}"),
+    }
+    assert_eq!(a2.reachability(&name("somebody")), Reachability::Unknown);
     // A name nobody knows fails at once with a reason.
     let unknown = a.link(&name("nobody")).await.unwrap_err();
     assert!(
