@@ -23,6 +23,9 @@ use crate::tunnel::Inner;
 
 /// Close code of a link refused after the handshake.
 pub(crate) const REFUSED_LINK_CODE: VarInt = VarInt::from_u32(3);
+/// After a link is lost, how long the peer counts as failing before a redial holds
+/// the dial lock (which then keeps it so).
+const LOSS_GRACE: Duration = Duration::from_millis(100);
 /// Close code of the second of two links two nodes dialled at once.
 const DUPLICATE_CODE: VarInt = VarInt::from_u32(4);
 
@@ -34,12 +37,15 @@ pub enum Reachability {
     Linked,
     /// No link and no failed dial: it has not been tried (or was let go).
     Unknown,
-    /// The last dials failed; the next may start in `retry_in` (zero: now).
+    /// The last link was lost (`failures` 0) or the last dials failed; the next dial may
+    /// start in `retry_in` (zero: now), or is under way (`dialling`).
     Failing {
         /// Until the next dial may start.
         retry_in: Duration,
         /// Dials that failed in a row.
         failures: u32,
+        /// Whether a dial is under way now.
+        dialling: bool,
     },
 }
 
@@ -95,6 +101,7 @@ impl PeerState {
             Some((retry_at, failures)) => Reachability::Failing {
                 retry_in: retry_at.saturating_duration_since(Instant::now()),
                 failures,
+                dialling: self.dial.try_lock().is_err(),
             },
             None => Reachability::Unknown,
         }
@@ -491,6 +498,11 @@ impl Inner {
 async fn watch_link(inner: Arc<Inner>, state: Arc<PeerState>, link: Link) {
     let reason = link.connection().closed().await;
     state.remove(&link);
+    if state.best().is_none() && !matches!(reason, quinn::ConnectionError::LocallyClosed) {
+        // Lost, not let go: callers choosing among peers should not count on it until
+        // a dial succeeds. The moment of grace lets the redial take the dial lock first.
+        state.set_failing(Some((Instant::now() + LOSS_GRACE, 0)));
+    }
     inner.release_link();
     TunnelMetrics::inc(&inner.metrics.links_closed);
     tracing::info!(peer = %state.node, path = %link.path(), %reason, "link down");
@@ -511,16 +523,20 @@ async fn watch_link(inner: Arc<Inner>, state: Arc<PeerState>, link: Link) {
 
 /// Redials a lost link while the peer was used within `link_idle` of the loss; the
 /// redials themselves are not use, so a peer that is gone for good is let go.
+///
+/// Each round goes through `connect`, which waits out the backoff while holding the
+/// peer's dial lock: callers that look at [`Reachability`] see the peer as failing and
+/// dialled the whole time, so they send their connections elsewhere instead of waiting
+/// on a dial to a node that may be down.
 async fn redial(inner: Arc<Inner>, state: Arc<PeerState>) {
-    let mut failures = 0;
     while !inner.closing()
         && state.best().is_none()
         && state.wanted_within(inner.config.timeouts.link_idle)
     {
-        failures += 1;
-        tokio::time::sleep(backoff(&inner.config, failures)).await;
-        if inner.connect(&state.node, Use::Quiet).await.is_ok() {
-            return;
+        match inner.connect(&state.node, Use::Quiet).await {
+            Ok(_) | Err(OpenError::Closed) => return,
+            Err(OpenError::Backoff { retry_in, .. }) => tokio::time::sleep(retry_in).await,
+            Err(_) => {}
         }
     }
 }

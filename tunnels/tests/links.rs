@@ -202,6 +202,10 @@ async fn a_peer_that_restarts_is_dialled_again() {
         a.health(&peer).iter().all(|h| !h.up)
     })
     .await;
+    assert!(
+        matches!(a.reachability(&peer), Reachability::Failing { .. }),
+        "a lost link is reported, not forgotten"
+    );
 
     // The old endpoint lets go of its port once its tasks have wound down.
     let mut config = config();
@@ -247,7 +251,9 @@ async fn failed_dials_back_off() {
     assert_eq!(a2.metrics().dial_failures, 2);
     // Callers choosing among peers can see it is failing, and when to try again.
     match a2.reachability(&name("ghost")) {
-        Reachability::Failing { retry_in, failures } => {
+        Reachability::Failing {
+            retry_in, failures, ..
+        } => {
             assert_eq!(failures, 2);
             assert!(retry_in <= Duration::from_millis(500), "{retry_in:?}");
         }
