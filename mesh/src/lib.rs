@@ -8,5 +8,16 @@
 //! `causeway-tunnels` and `causeway-policies`; only the binary and `causeway-loadtests`
 //! import it.
 
+pub mod access;
+pub mod admin;
 pub mod balance;
+pub mod directory;
 pub mod dns;
+pub mod inbound;
+pub mod metrics;
+pub mod node;
+pub mod outbound;
+pub mod outlier;
+pub mod policy_view;
+pub mod ratelimit;
+pub mod resolve;

@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "balance_support.rs"]
+#[path = "support/balance.rs"]
 mod support;
 
 use std::collections::VecDeque;

@@ -1,0 +1,214 @@
+//! Access without root: listeners on loopback that take a client's connection and carry
+//! it to a Service through the same resolver, balancer, policies and tunnels the
+//! transparent path uses — an HTTP proxy ([`http`]) and SOCKS5 ([`socks`]).
+
+pub mod http;
+pub mod socks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use causeway_edge_core::metamanager::MetaManager;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::MeshMetrics;
+use crate::outbound::{ConnectError, Connection, Outbound};
+use crate::resolve::NameRules;
+
+/// What the access listeners share.
+#[derive(Debug)]
+pub struct Access {
+    /// How names resolve.
+    pub rules: NameRules,
+    /// The node store.
+    pub store: MetaManager,
+    /// The connector.
+    pub outbound: Arc<Outbound>,
+    /// Counters.
+    pub metrics: Arc<MeshMetrics>,
+    /// Bytes copied at a time.
+    pub buffer: usize,
+}
+
+impl Access {
+    /// Resolves `host:port` to a Service port and connects to one of its endpoints.
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        client: SocketAddr,
+    ) -> Result<Connection, ConnectError> {
+        let snapshot = self.store.snapshot();
+        let Some(target) = self.rules.target(&snapshot, host, port) else {
+            self.metrics
+                .error(&format!("{host}:{port}"), "not_a_service");
+            return Err(ConnectError::NotAService {
+                host: format!("{host}:{port}"),
+            });
+        };
+        self.outbound.connect(&target, Some(client)).await
+    }
+}
+
+/// Carries every connection to `listener` to the Service port `service` names.
+pub async fn serve_service(
+    listener: TcpListener,
+    access: Arc<Access>,
+    service: crate::node::ServiceListener,
+) {
+    let host = format!(
+        "{}.{}.svc.{}",
+        service.name, service.namespace, access.rules.cluster_domain
+    );
+    loop {
+        let (tcp, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                accept_failed(&error).await;
+                continue;
+            }
+        };
+        let access = Arc::clone(&access);
+        let host = host.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            match access.connect(&host, service.port, client).await {
+                Ok(connection) => carry(tcp, connection, &access).await,
+                Err(error) => {
+                    tracing::debug!(%client, %error, "refused a connection to a service listener");
+                    // Closing with zero linger resets the client at once, as a refused
+                    // connection to the Service would.
+                    let _ = tcp.set_zero_linger();
+                }
+            }
+        });
+    }
+}
+
+/// Copies both ways between the client and the endpoint until both are done, then
+/// counts the bytes.
+pub(crate) async fn carry(mut tcp: TcpStream, connection: Connection, access: &Access) {
+    let mut upstream = connection.upstream;
+    let copied = tokio::io::copy_bidirectional_with_sizes(
+        &mut tcp,
+        &mut upstream,
+        access.buffer,
+        access.buffer,
+    )
+    .await;
+    if let Ok((sent, received)) = copied {
+        access.metrics.bytes(&connection.label, sent, received);
+    }
+    drop(connection.guard);
+}
+
+/// After a failed accept (out of file descriptors, most likely): log it and pause, so
+/// the loop does not spin while the condition lasts.
+pub(crate) async fn accept_failed(error: &std::io::Error) {
+    tracing::warn!(%error, "accept failed; pausing the listener for 100 ms");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+/// Serves SOCKS5 on `listener`.
+pub async fn serve_socks(listener: TcpListener, access: Arc<Access>) {
+    loop {
+        let (tcp, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                accept_failed(&error).await;
+                continue;
+            }
+        };
+        let access = Arc::clone(&access);
+        tokio::spawn(async move {
+            if let Err(error) = socks_session(tcp, client, &access).await {
+                tracing::debug!(%client, %error, "SOCKS session ended");
+            }
+        });
+    }
+}
+
+async fn socks_session(
+    mut tcp: TcpStream,
+    client: SocketAddr,
+    access: &Access,
+) -> std::io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let mut buf = Vec::with_capacity(300);
+    let mut chunk = [0u8; 300];
+    // Greeting.
+    let used = loop {
+        match socks::parse_greeting(&buf) {
+            Ok(Some((_, used))) => break used,
+            Ok(None) => {}
+            Err(error) => {
+                let _ = tcp.write_all(&[5, 0xff]).await;
+                return Err(std::io::Error::other(error.to_string()));
+            }
+        }
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 300 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    buf.drain(..used);
+    tcp.write_all(&[5, 0]).await?;
+    // Request.
+    let (request, used) = loop {
+        match socks::parse_request(&buf) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) => {}
+            Err(error) => {
+                let code = match error {
+                    socks::SocksError::Command(_) => socks::Reply::CommandNotSupported,
+                    socks::SocksError::AddressType(_) => socks::Reply::AddressTypeNotSupported,
+                    _ => socks::Reply::GeneralFailure,
+                };
+                let _ = tcp.write_all(&socks::reply(code)).await;
+                return Err(std::io::Error::other(error.to_string()));
+            }
+        }
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 300 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    buf.drain(..used);
+    let host = match &request.address {
+        socks::Address::Ip(ip) => ip.to_string(),
+        socks::Address::Name(name) => name.clone(),
+    };
+    let connection = match access.connect(&host, request.port, client).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            let code = match error {
+                ConnectError::NotAService { .. } => socks::Reply::NotAllowed,
+                ConnectError::NoReadyEndpoints { .. } => socks::Reply::HostUnreachable,
+                ConnectError::RateLimited { .. } | ConnectError::AllFailed { .. } => {
+                    socks::Reply::ConnectionRefused
+                }
+            };
+            tcp.write_all(&socks::reply(code)).await?;
+            return Err(std::io::Error::other(error.to_string()));
+        }
+    };
+    tcp.write_all(&socks::reply(socks::Reply::Succeeded))
+        .await?;
+    let mut upstream = connection.upstream;
+    if !buf.is_empty() {
+        upstream.write_all(&buf).await?;
+    }
+    let (sent, received) = tokio::io::copy_bidirectional_with_sizes(
+        &mut tcp,
+        &mut upstream,
+        access.buffer,
+        access.buffer,
+    )
+    .await?;
+    access.metrics.bytes(&connection.label, sent, received);
+    drop(connection.guard);
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! The source side: carrying a client's connection to an endpoint of a Service port.
+//!
+//! For each connection: the Service port's plan (from the policies in force), the
+//! source-side QPS limit if the plan puts it here, then an endpoint chosen by the
+//! balancer among ready endpoints, nearest first. An endpoint on this node is dialled
+//! directly; one on another node is reached through a stream on the tunnel link to that
+//! node, whose mesh applies the destination-side policy and dials it. A failed connect is
+//! retried on the next endpoint — never after bytes have flowed. Connect attempts are
+//! bounded by the plan's connect timeout.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use causeway_edge_core::metamanager::ServiceView;
+use causeway_policies::ServicePolicy;
+use causeway_policies::plan::{EnforcementPoint, HashKey, LoadBalancer};
+use causeway_tunnels::{
+    NodeName, OpenError, ProxyTarget, Reachability, Request, Status, Tunnel, TunnelStream,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::balance::{self, CallerLocation, Candidate, PickContext, ServiceBalancer};
+use crate::metrics::{ConnectionLabels, MeshMetrics};
+use crate::outlier::OutlierDetector;
+use crate::policy_view::Policies;
+use crate::ratelimit::Limiters;
+use crate::resolve::ServiceTarget;
+
+/// Why one endpoint could not be reached.
+enum DialFailure {
+    /// The destination node refused for its rate limit.
+    RateLimited(String),
+    /// Anything else: try the next endpoint.
+    Failed(String),
+}
+
+/// The wait a destination's refusal names (`retry in 120 ms`), or 1 ms.
+fn retry_after_ms(message: &str) -> u128 {
+    message
+        .split_whitespace()
+        .find_map(|w| w.parse::<u128>().ok())
+        .unwrap_or(1)
+}
+
+/// The most endpoints one connection tries.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Why a connection could not be carried.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The host is not a Service port of the mesh.
+    #[error("{host} is not a service of this mesh")]
+    NotAService {
+        /// What was asked for.
+        host: String,
+    },
+    /// The Service has no ready endpoint (answered at once, not after a wait).
+    #[error("{service} has no ready endpoints")]
+    NoReadyEndpoints {
+        /// `namespace/name:port`.
+        service: String,
+    },
+    /// Over the Service's QPS limit.
+    #[error("{service} is over its rate limit; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// `namespace/name:port`.
+        service: String,
+        /// When a slot frees.
+        retry_after_ms: u128,
+    },
+    /// Every endpoint tried failed to connect.
+    #[error("{service}: no endpoint could be reached ({})", attempts.join("; "))]
+    AllFailed {
+        /// `namespace/name:port`.
+        service: String,
+        /// What each attempt said.
+        attempts: Vec<String>,
+    },
+}
+
+/// A connection to an endpoint: direct, or a tunnel stream to its node.
+#[derive(Debug)]
+pub enum Upstream {
+    /// An endpoint on this node.
+    Local(TcpStream),
+    /// An endpoint on another node.
+    Tunnel(TunnelStream),
+}
+
+impl AsyncRead for Upstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Local(s) => Pin::new(s).poll_read(cx, buf),
+            Upstream::Tunnel(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Upstream::Local(s) => Pin::new(s).poll_write(cx, buf),
+            Upstream::Tunnel(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Local(s) => Pin::new(s).poll_flush(cx),
+            Upstream::Tunnel(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Local(s) => Pin::new(s).poll_shutdown(cx),
+            Upstream::Tunnel(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Keeps a connection counted (in flight for the balancer, open in the metrics) until
+/// dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    _pick: balance::Pick,
+    active: Option<(Arc<MeshMetrics>, ConnectionLabels)>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Some((metrics, labels)) = &self.active {
+            metrics.active.get_or_create(labels).dec();
+        }
+    }
+}
+
+/// A carried connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The stream to the endpoint.
+    pub upstream: Upstream,
+    /// The endpoint.
+    pub endpoint: SocketAddr,
+    /// The endpoint's node, or `None` for this node.
+    pub remote_node: Option<String>,
+    /// `namespace/name:port`.
+    pub label: String,
+    /// Hold for as long as the connection is in use.
+    pub guard: ConnectionGuard,
+}
+
+/// What the connector keeps per Service port: the candidates of the Service as last
+/// seen, the nodes they live on, and the balancer and outlier detector of the plan.
+#[derive(Debug)]
+struct PortState {
+    service: Arc<ServiceView>,
+    plan: Arc<ServicePolicy>,
+    candidates: Vec<Candidate>,
+    remote_nodes: Vec<NodeName>,
+    balancer: Arc<ServiceBalancer>,
+    outliers: Option<Arc<OutlierDetector>>,
+}
+
+/// The connector shared by every listener of a node.
+#[derive(Debug)]
+pub struct Outbound {
+    /// This node.
+    pub node: NodeName,
+    /// This node's site.
+    pub site: Option<String>,
+    /// The policies in force.
+    pub policies: Arc<Policies>,
+    /// QPS limiters.
+    pub limiters: Arc<Limiters>,
+    /// The tunnel endpoint.
+    pub tunnel: Tunnel,
+    /// Counters.
+    pub metrics: Arc<MeshMetrics>,
+    ports: Mutex<HashMap<String, Arc<PortState>>>,
+}
+
+impl Outbound {
+    /// A connector for `node`.
+    pub fn new(
+        node: NodeName,
+        site: Option<String>,
+        policies: Arc<Policies>,
+        limiters: Arc<Limiters>,
+        tunnel: Tunnel,
+        metrics: Arc<MeshMetrics>,
+    ) -> Self {
+        Self {
+            node,
+            site,
+            policies,
+            limiters,
+            tunnel,
+            metrics,
+            ports: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The state of a Service port: kept while the Service and the plan are the same
+    /// objects, rebuilt when either changes (the balancer keeps its per-endpoint load).
+    fn port_state(
+        &self,
+        target: &ServiceTarget,
+        label: &str,
+        plan: &Arc<ServicePolicy>,
+    ) -> Arc<PortState> {
+        let Ok(mut ports) = self.ports.lock() else {
+            return Arc::new(self.build_port(target, plan, None));
+        };
+        if let Some(current) = ports.get(label)
+            && Arc::ptr_eq(&current.service, &target.service)
+            && Arc::ptr_eq(&current.plan, plan)
+        {
+            return Arc::clone(current);
+        }
+        let state = Arc::new(self.build_port(target, plan, ports.get(label).map(|s| s.as_ref())));
+        ports.insert(label.to_string(), Arc::clone(&state));
+        state
+    }
+
+    fn build_port(
+        &self,
+        target: &ServiceTarget,
+        plan: &Arc<ServicePolicy>,
+        previous: Option<&PortState>,
+    ) -> PortState {
+        let candidates: Vec<Candidate> = target
+            .service
+            .endpoints
+            .iter()
+            .filter_map(|e| Some(Candidate::from_endpoint(e, e.port_for(&target.port)?)))
+            .collect();
+        let mut remote_nodes: Vec<NodeName> = Vec::new();
+        for candidate in &candidates {
+            if let Some(node) = candidate.node.as_deref()
+                && node != self.node.as_str()
+                && !remote_nodes.iter().any(|n| n.as_str() == node)
+                && let Ok(name) = NodeName::new(node)
+            {
+                remote_nodes.push(name);
+            }
+        }
+        let same_plan = previous.is_some_and(|p| Arc::ptr_eq(&p.plan, plan));
+        let balancer = match previous {
+            Some(p) if same_plan => Arc::clone(&p.balancer),
+            Some(p) => Arc::new(p.balancer.replan(&plan.load_balancer, &plan.locality)),
+            None => Arc::new(ServiceBalancer::for_policy(plan)),
+        };
+        let outliers = match (previous, &plan.outlier_detection) {
+            (Some(p), Some(detection))
+                if p.outliers.as_ref().is_some_and(|o| o.plan() == detection) =>
+            {
+                p.outliers.clone()
+            }
+            (_, Some(detection)) => Some(Arc::new(OutlierDetector::new(detection))),
+            (_, None) => None,
+        };
+        PortState {
+            service: Arc::clone(&target.service),
+            plan: Arc::clone(plan),
+            candidates,
+            remote_nodes,
+            balancer,
+            outliers,
+        }
+    }
+
+    /// The candidates to pick from: endpoints on nodes the tunnel lost or is failing to
+    /// reach count as not ready until the node's next dial is due, and while a dial to it
+    /// is under way (one caller probes, the others go elsewhere) — unless that leaves
+    /// none, when trying beats refusing.
+    fn reachable_candidates<'s>(&self, state: &'s PortState) -> std::borrow::Cow<'s, [Candidate]> {
+        let failing: Vec<&NodeName> = state
+            .remote_nodes
+            .iter()
+            .filter(|node| {
+                matches!(
+                    self.tunnel.reachability(node),
+                    Reachability::Failing { retry_in, dialling, .. } if dialling || !retry_in.is_zero()
+                )
+            })
+            .collect();
+        if failing.is_empty() {
+            return std::borrow::Cow::Borrowed(&state.candidates);
+        }
+        let masked: Vec<Candidate> = state
+            .candidates
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if c.node
+                    .as_deref()
+                    .is_some_and(|n| failing.iter().any(|f| f.as_str() == n))
+                {
+                    c.ready = false;
+                }
+                c
+            })
+            .collect();
+        if masked.iter().any(|c| c.ready) {
+            std::borrow::Cow::Owned(masked)
+        } else {
+            std::borrow::Cow::Borrowed(&state.candidates)
+        }
+    }
+
+    /// Connects a client to an endpoint of `target`.
+    pub async fn connect(
+        &self,
+        target: &ServiceTarget,
+        client: Option<SocketAddr>,
+    ) -> Result<Connection, ConnectError> {
+        let label = target.label();
+        let service = &target.service;
+        let plan = Arc::clone(self.policies.set().lookup(
+            &service.namespace,
+            &service.name,
+            target.port.port,
+        ));
+        let state = self.port_state(target, &label, &plan);
+        if !state.candidates.iter().any(|c| c.ready) {
+            self.metrics.error(&label, "no_ready_endpoints");
+            return Err(ConnectError::NoReadyEndpoints { service: label });
+        }
+        let candidates = self.reachable_candidates(&state);
+        let ejections = state.outliers.as_ref().map(|o| o.view());
+        let caller = CallerLocation {
+            node: Some(self.node.as_str()),
+            site: self.site.as_deref(),
+        };
+        let hash = match &plan.load_balancer {
+            LoadBalancer::ConsistentHash {
+                key: HashKey::SourceIp,
+                ..
+            } => client.map(|c| balance::hash_ip(c.ip())),
+            _ => None,
+        };
+        let mut excluded: Vec<SocketAddr> = Vec::new();
+        let mut attempts = Vec::new();
+        while attempts.len() < MAX_ATTEMPTS {
+            let picked = {
+                // The context borrows a `dyn EjectionView`; it must not live across an await.
+                let mut context = PickContext::new(caller).excluding(&excluded);
+                if let Some(key) = hash {
+                    context = context.with_hash(key);
+                }
+                if let Some(ejections) = &ejections {
+                    context = context.with_ejections(ejections);
+                }
+                state.balancer.pick(&candidates, &context)
+            };
+            let Some(mut pick) = picked else {
+                break;
+            };
+            let endpoint = pick.id();
+            let remote_node = candidates[pick.index()]
+                .node
+                .as_deref()
+                .filter(|n| *n != self.node.as_str())
+                .map(str::to_string);
+            if attempts.is_empty()
+                && let Some(limit) = &plan.rate_limit
+                && limit.enforce_at == EnforcementPoint::Source
+            {
+                let limiter = self.limiters.get(&label, limit);
+                if let Err(limited) = limiter.admit(endpoint, client.map(|c| c.ip())).await {
+                    self.metrics.error(&label, "rate_limited");
+                    return Err(ConnectError::RateLimited {
+                        service: label,
+                        retry_after_ms: limited.retry_after.as_millis().max(1),
+                    });
+                }
+            }
+            let started = Instant::now();
+            let result = match &remote_node {
+                None => self.dial_local(endpoint, &plan).await,
+                Some(node) => {
+                    self.dial_remote(node, endpoint, &label, client, &plan)
+                        .await
+                }
+            };
+            match result {
+                Ok(upstream) => {
+                    pick.record_success(started.elapsed());
+                    if let Some(outliers) = &state.outliers {
+                        outliers.success(endpoint);
+                    }
+                    let labels = ConnectionLabels {
+                        service: label.clone(),
+                        endpoint_node: remote_node.clone().unwrap_or_else(|| "local".into()),
+                    };
+                    self.metrics.connections.get_or_create(&labels).inc();
+                    self.metrics.active.get_or_create(&labels).inc();
+                    return Ok(Connection {
+                        upstream,
+                        endpoint,
+                        remote_node,
+                        label,
+                        guard: ConnectionGuard {
+                            _pick: pick,
+                            active: Some((Arc::clone(&self.metrics), labels)),
+                        },
+                    });
+                }
+                Err(DialFailure::RateLimited(message)) => {
+                    // The destination's limit holds for the Service there; trying
+                    // another endpoint would only spread the excess.
+                    self.metrics.error(&label, "rate_limited");
+                    tracing::debug!(service = %label, %endpoint, %message, "rate limited at the destination");
+                    return Err(ConnectError::RateLimited {
+                        service: label,
+                        retry_after_ms: retry_after_ms(&message),
+                    });
+                }
+                Err(DialFailure::Failed(reason)) => {
+                    pick.record_failure();
+                    if let Some(outliers) = &state.outliers {
+                        outliers.failure(endpoint, state.candidates.len());
+                    }
+                    tracing::debug!(service = %label, %endpoint, %reason, "endpoint failed to connect; trying the next");
+                    self.metrics.error(&label, "connect");
+                    attempts.push(format!("{endpoint}: {reason}"));
+                    excluded.push(endpoint);
+                }
+            }
+        }
+        if attempts.is_empty() {
+            self.metrics.error(&label, "no_ready_endpoints");
+            return Err(ConnectError::NoReadyEndpoints { service: label });
+        }
+        Err(ConnectError::AllFailed {
+            service: label,
+            attempts,
+        })
+    }
+
+    async fn dial_local(
+        &self,
+        endpoint: SocketAddr,
+        plan: &ServicePolicy,
+    ) -> Result<Upstream, DialFailure> {
+        match tokio::time::timeout(plan.timeouts.connect, TcpStream::connect(endpoint)).await {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                Ok(Upstream::Local(tcp))
+            }
+            Ok(Err(error)) => Err(DialFailure::Failed(error.to_string())),
+            Err(_) => Err(DialFailure::Failed(format!(
+                "no answer within {:?}",
+                plan.timeouts.connect
+            ))),
+        }
+    }
+
+    async fn dial_remote(
+        &self,
+        node: &str,
+        endpoint: SocketAddr,
+        label: &str,
+        client: Option<SocketAddr>,
+        plan: &ServicePolicy,
+    ) -> Result<Upstream, DialFailure> {
+        let peer = NodeName::new(node).map_err(|e| DialFailure::Failed(e.to_string()))?;
+        let request = Request::ProxyTcp(ProxyTarget {
+            endpoint,
+            service: label.to_string(),
+            source: client,
+            source_workload: String::new(),
+        });
+        let opened =
+            tokio::time::timeout(plan.timeouts.connect, self.tunnel.open(&peer, request)).await;
+        match opened {
+            Ok(Ok(stream)) => Ok(Upstream::Tunnel(stream)),
+            Ok(Err(OpenError::Refused {
+                status: Status::RateLimited,
+                message,
+                ..
+            })) => Err(DialFailure::RateLimited(message)),
+            Ok(Err(error)) => Err(DialFailure::Failed(error.to_string())),
+            Err(_) => Err(DialFailure::Failed(format!(
+                "no answer from node {node} within {:?}",
+                plan.timeouts.connect
+            ))),
+        }
+    }
+}
