@@ -1,5 +1,5 @@
 //! Log set-up for every role: `tracing` to standard error, filtered by `RUST_LOG`
-//! (default `info`), as text for people or JSON lines for collectors.
+//! (default `info`; `error` for `causeway up`, whose own output tells the story), as text for people or JSON lines for collectors.
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,9 +12,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Called once, first thing in `main`.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber. Called once, first thing in `main`; `default` is the
+/// filter when `RUST_LOG` is not set.
+pub fn init(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -25,11 +25,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The quick start: a cloud node and edge sites with sample apps, on this machine.
+    Up(commands::up::UpArgs),
+    /// Run one mesh node.
+    Node(Box<commands::node::NodeArgs>),
+    /// Make the node CA and node identities.
+    Certs {
+        #[command(subcommand)]
+        command: commands::node::CertsCommand,
+    },
+    /// Sample apps.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
     /// Work with operator traffic policy (TrafficPolicy and Istio DestinationRule YAML).
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppCommand {
+    /// An HTTP server answering every request with its pod, node and site as JSON.
+    Echo(commands::app::EchoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,8 +62,19 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // Five nodes logging at `info` would bury the quick start's own report.
+    let default_level = match cli.command {
+        Command::Up(_) => "error",
+        _ => "info",
+    };
+    logging::init(cli.log_format, default_level);
     let result = match cli.command {
+        Command::Up(args) => commands::up::up(&args),
+        Command::Node(args) => commands::node::node(&args),
+        Command::Certs { command } => commands::node::certs(&command),
+        Command::App {
+            command: AppCommand::Echo(args),
+        } => commands::app::echo(&args),
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => commands::policy::check(&args),

@@ -1,6 +1,9 @@
 //! Load generation and benchmarks for Causeway.
 //!
 //! - [`echo`]: the sample app the quick start, tests and benchmarks run.
+//! - [`topology`] and [`cluster`]: a whole cluster on loopback from a topology file, the
+//!   quick start's engine (`causeway up`); [`tour`], its scripted check (`--tour`);
+//!   [`client`], calls the way a user makes them.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -8,4 +11,8 @@
 //!
 //! Traffic it generates goes only to loopback or into network namespaces the run created.
 
+pub mod client;
+pub mod cluster;
 pub mod echo;
+pub mod topology;
+pub mod tour;

@@ -1,7 +1,10 @@
 //! The glue of each subcommand: turn arguments into library calls and results into
 //! output and an exit code. No domain logic lives here.
 
+pub mod app;
+pub mod node;
 pub mod policy;
+pub mod up;
 
 use std::io::Write;
 
