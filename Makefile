@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build demo test fmt-check clippy unit clean
+.PHONY: deps build demo tour test fmt-check clippy unit clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -14,9 +14,14 @@ deps:
 build: deps
 	$(CARGO) build --locked --workspace
 
-# Until `causeway up` exists, the main job checks the example policies.
-demo: build
-	$(CARGO) run --locked --quiet -- policy check examples/policies/
+# The main job: the quick start, a cloud node and two edge sites on this machine, until
+# Ctrl-C. Release build: it is what a user runs.
+demo: deps
+	$(CARGO) run --release --locked --quiet -- up
+
+# The quick start's scripted tour: exits 0 only when every check held.
+tour: deps
+	$(CARGO) run --locked --quiet -- up --tour
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -27,7 +32,7 @@ clippy: deps
 unit: deps
 	$(CARGO) test --locked --workspace
 
-test: deps fmt-check clippy unit
+test: deps fmt-check clippy unit tour
 
 clean:
 	$(CARGO) clean

@@ -203,7 +203,7 @@ impl LoopbackCluster {
                 },
             );
         }
-        let pods = pod_plan(&topology, &planned);
+        let pods = pod_plan(&topology, &planned, topology.pod_network());
         let manifests = root.join("manifests");
         mkdir(&manifests)?;
         write(
@@ -382,14 +382,14 @@ impl LoopbackCluster {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<10} {:<10} {:<16} {:<16} {:<16} {:<16}",
-            "NODE", "SITE", "HTTP PROXY", "SOCKS5", "DNS", "ADMIN"
+            "{:<10} {:<10} {:<16} {:<16} {:<16} ADMIN",
+            "NODE", "SITE", "HTTP PROXY", "SOCKS5", "DNS"
         );
         let show = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.to_string());
         for node in self.nodes() {
             let _ = writeln!(
                 out,
-                "{:<10} {:<10} {:<16} {:<16} {:<16} {:<16}{}",
+                "{:<10} {:<10} {:<16} {:<16} {:<16} {}{}",
                 node.plan.name,
                 node.plan.site,
                 show(node.addresses.http_proxy),
@@ -404,14 +404,8 @@ impl LoopbackCluster {
             "\nServices (each pod answers with its pod, node and site):"
         );
         for app in &self.topology.apps {
-            let _ = writeln!(
-                out,
-                "  {}.{}:{:<5} pods on {}",
-                app.name,
-                app.namespace,
-                app.port,
-                app.nodes.join(", ")
-            );
+            let service = format!("{}.{}:{}", app.name, app.namespace, app.port);
+            let _ = writeln!(out, "  {service:<24} pods on {}", app.nodes.join(", "));
         }
         if let (Some(first), Some(app)) = (self.nodes().next(), self.topology.apps.first()) {
             let port = if app.port == 80 {
@@ -484,7 +478,7 @@ fn reserve_udp_ports(
         .collect()
 }
 
-fn pod_plan(topology: &Topology, planned: &[PlannedNode]) -> Vec<PodPlan> {
+fn pod_plan(topology: &Topology, planned: &[PlannedNode], network: u8) -> Vec<PodPlan> {
     let mut pods = Vec::new();
     for (a, app) in topology.apps.iter().enumerate() {
         for node in planned.iter().filter(|n| app.nodes.contains(&n.name)) {
@@ -493,7 +487,7 @@ fn pod_plan(topology: &Topology, planned: &[PlannedNode]) -> Vec<PodPlan> {
                 app: app.name.clone(),
                 namespace: app.namespace.clone(),
                 node: node.name.clone(),
-                addr: SocketAddr::from((Topology::pod_ip(a, node.index), app.target_port)),
+                addr: SocketAddr::from((Topology::pod_ip(network, a, node.index), app.target_port)),
             });
         }
     }

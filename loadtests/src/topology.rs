@@ -260,10 +260,25 @@ impl Topology {
             .collect()
     }
 
-    /// The IP of the pod of app number `app` on node number `node`: `127.1.<app+1>.<node+1>`
-    /// (all of 127/8 is loopback on Linux, so every pod gets its own address).
-    pub fn pod_ip(app: usize, node: usize) -> Ipv4Addr {
-        Ipv4Addr::new(127, 1, (app + 1) as u8, (node + 1) as u8)
+    /// The IP of the pod of app number `app` on node number `node` in pod network
+    /// `network`: `127.<network>.<app+1>.<node+1>` (all of 127/8 is loopback on Linux,
+    /// so every pod gets its own address).
+    pub fn pod_ip(network: u8, app: usize, node: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, network, (app + 1) as u8, (node + 1) as u8)
+    }
+
+    /// The pod network of a cluster: `1` with a fixed port plan; with free ports (tests,
+    /// several clusters at once), one that no other cluster of this process uses and
+    /// that differs between processes.
+    pub fn pod_network(&self) -> u8 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        if self.base_port != 0 {
+            return 1;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let spread = std::process::id().wrapping_mul(7).wrapping_add(n) % 240;
+        2 + spread as u8
     }
 
     /// The ClusterIP of app number `app`.
