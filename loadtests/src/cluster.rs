@@ -308,39 +308,38 @@ impl LoopbackCluster {
             .addresses
             .tunnel
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-        let mut config = NodeConfig::new(
-            &node.plan.name,
-            node.state_dir.clone(),
-            IdentitySource::Files(node.identity.clone()),
-            tunnel_addr,
-        );
-        config.site = Some(node.plan.site.clone());
-        config.manifests = with_manifests.then_some(manifests);
-        config.manifests_interval = Duration::from_secs(1);
-        config.tunnel = tunnel_config(tunnel_addr);
-        config.tunnel.relays = relays;
-        config.tunnel.serve_as_relay = node.plan.relay;
-        config.http_proxy = node.addresses.http_proxy;
-        config.socks = node.addresses.socks;
-        config.admin = node.addresses.admin;
-        config.rules.cluster_domain = domain.clone();
-        if let Some(dns) = node.addresses.dns {
-            config.dns = Some(DnsConfig {
-                udp: vec![dns],
-                tcp: vec![dns],
-                cluster_domain: domain,
-                // The quick start answers cluster names only: nothing leaves loopback.
-                upstreams: Vec::new(),
-                resolv_conf: None,
-                ..DnsConfig::default()
-            });
-        }
-        let started = MeshNode::start(config)
-            .await
-            .map_err(|source| ClusterError::Node {
-                node: name.to_string(),
-                source,
-            })?;
+        let node_ref = &*node;
+        let build = || {
+            let mut config = NodeConfig::new(
+                &node_ref.plan.name,
+                node_ref.state_dir.clone(),
+                IdentitySource::Files(node_ref.identity.clone()),
+                tunnel_addr,
+            );
+            config.site = Some(node_ref.plan.site.clone());
+            config.manifests = with_manifests.then(|| manifests.clone());
+            config.manifests_interval = Duration::from_secs(1);
+            config.tunnel = tunnel_config(tunnel_addr);
+            config.tunnel.relays = relays.clone();
+            config.tunnel.serve_as_relay = node_ref.plan.relay;
+            config.http_proxy = node_ref.addresses.http_proxy;
+            config.socks = node_ref.addresses.socks;
+            config.admin = node_ref.addresses.admin;
+            config.rules.cluster_domain = domain.clone();
+            if let Some(dns) = node_ref.addresses.dns {
+                config.dns = Some(DnsConfig {
+                    udp: vec![dns],
+                    tcp: vec![dns],
+                    cluster_domain: domain.clone(),
+                    // The quick start answers cluster names only: nothing leaves loopback.
+                    upstreams: Vec::new(),
+                    resolv_conf: None,
+                    ..DnsConfig::default()
+                });
+            }
+            config
+        };
+        let started = start_when_ports_free(build, name).await?;
         // Keep the ports the node got for its next start.
         node.addresses = started.addresses().clone();
         node.running = Some(started);
@@ -452,6 +451,34 @@ impl LoopbackCluster {
             self.root.display()
         );
         out
+    }
+}
+
+/// Starts a node; a restart in this process may find its UDP port still held for a
+/// moment by the stopped node's closing connections (they drain for a few round trips),
+/// so a port in use is waited for, up to five seconds. A node in its own process never
+/// meets this: the old process is gone.
+async fn start_when_ports_free(
+    build: impl Fn() -> NodeConfig,
+    name: &str,
+) -> Result<MeshNode, ClusterError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match MeshNode::start(build()).await {
+            Ok(node) => return Ok(node),
+            Err(NodeError::Tunnel(causeway_tunnels::TunnelError::Bind { source, .. }))
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(source) => {
+                return Err(ClusterError::Node {
+                    node: name.to_string(),
+                    source,
+                });
+            }
+        }
     }
 }
 

@@ -67,16 +67,24 @@ fn answer(identity: &Identity, request: &Request<Incoming>) -> Response<Full<Byt
     response
 }
 
-/// Serves the echo app on `listener` until the task is dropped.
+/// Serves the echo app on `listener` until the task is dropped; dropping it also ends
+/// every connection it serves (a pod that stops takes its connections with it).
 pub async fn serve(listener: TcpListener, identity: Identity) {
     let identity = Arc::new(identity);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "echo: accept failed; pausing 100 ms");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
+        while connections.try_join_next().is_some() {}
         let _ = tcp.set_nodelay(true);
         let identity = Arc::clone(&identity);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let identity = Arc::clone(&identity);
                 async move { Ok::<_, std::convert::Infallible>(answer(&identity, &request)) }

@@ -56,7 +56,11 @@ fn route(view: &dyn AdminView, request: &Request<Incoming>) -> Response<Full<Byt
 }
 
 /// Serves the admin endpoint on `listener`.
-pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>) {
+pub async fn serve(
+    listener: TcpListener,
+    view: Arc<dyn AdminView>,
+    tasks: crate::tasks::NodeTasks,
+) {
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -66,7 +70,7 @@ pub async fn serve(listener: TcpListener, view: Arc<dyn AdminView>) {
             }
         };
         let view = Arc::clone(&view);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let view = Arc::clone(&view);
                 async move { Ok::<_, std::convert::Infallible>(route(view.as_ref(), &request)) }

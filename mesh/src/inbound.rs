@@ -38,6 +38,8 @@ pub struct Inbound {
     pub buffer: usize,
     /// How long a UDP flow may be quiet before it is closed.
     pub udp_idle: Duration,
+    /// The node's tasks: every stream runs as one of them.
+    pub tasks: crate::tasks::NodeTasks,
 }
 
 /// `namespace/name:port` → its parts.
@@ -51,7 +53,7 @@ impl Inbound {
     /// Serves `incoming` until the tunnel closes.
     pub async fn serve(self: Arc<Self>, mut incoming: Incoming) {
         while let Some(stream) = incoming.accept().await {
-            tokio::spawn(Arc::clone(&self).handle(stream));
+            self.tasks.spawn(Arc::clone(&self).handle(stream));
         }
     }
 

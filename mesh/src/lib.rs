@@ -21,3 +21,5 @@ pub mod outlier;
 pub mod policy_view;
 pub mod ratelimit;
 pub mod resolve;
+pub mod splice;
+pub mod tasks;

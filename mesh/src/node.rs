@@ -13,7 +13,6 @@ use causeway_tunnels::{IdentitySource, NodeName, Tunnel, TunnelConfig, TunnelErr
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::access::{self, Access};
 use crate::admin::{self, AdminView};
@@ -25,6 +24,7 @@ use crate::outbound::Outbound;
 use crate::policy_view::{Policies, PolicyCheck};
 use crate::ratelimit::Limiters;
 use crate::resolve::NameRules;
+use crate::tasks::NodeTasks;
 
 /// Everything a node needs to start.
 #[derive(Debug)]
@@ -188,7 +188,7 @@ pub struct MeshNode {
     addresses: NodeAddresses,
     dns: Option<DnsServer>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: NodeTasks,
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
@@ -207,14 +207,14 @@ impl MeshNode {
         })?;
         let store = MetaManager::open(&config.state_dir.join("node.db"))?;
         let (shutdown, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let tasks = NodeTasks::default();
 
         let mut manifest_status = None;
         if let Some(dir) = &config.manifests {
             let source = ManifestDirectory::new(dir, config.manifests_interval)
                 .with_check(Arc::new(PolicyCheck));
             manifest_status = Some(source.status());
-            tasks.push(tokio::spawn(source.run(store.clone(), stopped.clone())));
+            tasks.spawn(source.run(store.clone(), stopped.clone()));
         }
 
         let policies = Arc::new(Policies::default());
@@ -222,12 +222,12 @@ impl MeshNode {
         {
             let policies = Arc::clone(&policies);
             let mut snapshots = store.watch();
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
                     policies.update(&snapshot);
                 }
-            }));
+            });
         }
 
         let directory = Arc::new(SnapshotDirectory::new(store.clone()));
@@ -245,8 +245,9 @@ impl MeshNode {
             connect_timeout,
             buffer: config.buffer,
             udp_idle: Duration::from_secs(60),
+            tasks: tasks.clone(),
         });
-        tasks.push(tokio::spawn(inbound.serve(incoming)));
+        tasks.spawn(inbound.serve(incoming));
 
         let outbound = Arc::new(Outbound::new(
             node,
@@ -262,6 +263,7 @@ impl MeshNode {
             outbound,
             metrics: Arc::clone(&metrics),
             buffer: config.buffer,
+            tasks: tasks.clone(),
         });
         let mut addresses = NodeAddresses {
             tunnel: Some(tunnel.local_addr()),
@@ -272,11 +274,11 @@ impl MeshNode {
             addresses
                 .services
                 .push(listener.local_addr().unwrap_or(service.listen));
-            tasks.push(tokio::spawn(access::serve_service(
+            tasks.spawn(access::serve_service(
                 listener,
                 Arc::clone(&access),
                 service.clone(),
-            )));
+            ));
         }
         let dns = match config.dns {
             Some(dns) => Some(DnsServer::start(dns, store.clone()).await?),
@@ -286,18 +288,12 @@ impl MeshNode {
         if let Some(addr) = config.http_proxy {
             let listener = bind(addr, "the HTTP proxy").await?;
             addresses.http_proxy = listener.local_addr().ok();
-            tasks.push(tokio::spawn(access::http::serve(
-                listener,
-                Arc::clone(&access),
-            )));
+            tasks.spawn(access::http::serve(listener, Arc::clone(&access)));
         }
         if let Some(addr) = config.socks {
             let listener = bind(addr, "SOCKS5").await?;
             addresses.socks = listener.local_addr().ok();
-            tasks.push(tokio::spawn(access::serve_socks(
-                listener,
-                Arc::clone(&access),
-            )));
+            tasks.spawn(access::serve_socks(listener, Arc::clone(&access)));
         }
         if let Some(addr) = config.admin {
             let listener = bind(addr, "the admin endpoint").await?;
@@ -356,7 +352,7 @@ impl MeshNode {
                 registry,
                 manifests: manifest_status,
             });
-            tasks.push(tokio::spawn(admin::serve(listener, view)));
+            tasks.spawn(admin::serve(listener, view, tasks.clone()));
         }
         tracing::info!(node = %config.name, site = ?config.site, tunnel = ?addresses.tunnel, http_proxy = ?addresses.http_proxy, socks = ?addresses.socks, admin = ?addresses.admin, "node up");
         Ok(Self {
@@ -393,9 +389,7 @@ impl MeshNode {
     /// Stops every task, closes the links and the listeners.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.tasks.stop().await;
         if let Some(dns) = self.dns {
             dns.shutdown().await;
         }

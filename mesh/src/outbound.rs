@@ -160,6 +160,8 @@ pub struct Connection {
     pub remote_node: Option<String>,
     /// `namespace/name:port`.
     pub label: String,
+    /// Close after this long with no bytes either way (the plan's idle timeout).
+    pub idle: Option<std::time::Duration>,
     /// Hold for as long as the connection is in use.
     pub guard: ConnectionGuard,
 }
@@ -415,6 +417,7 @@ impl Outbound {
                         endpoint,
                         remote_node,
                         label,
+                        idle: plan.timeouts.idle,
                         guard: ConnectionGuard {
                             _pick: pick,
                             active: Some((Arc::clone(&self.metrics), labels)),

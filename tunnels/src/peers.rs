@@ -286,7 +286,14 @@ impl Inner {
                     reason: dial.last_error.clone(),
                 });
             }
-            tokio::time::sleep(wait).await;
+            let mut shutdown = self.shutdown_signal();
+            if self.closing() {
+                return Err(OpenError::Closed);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return Err(OpenError::Closed),
+            }
         }
         let result = self.dial(peer).await;
         state.dials_done.fetch_add(1, Ordering::AcqRel);
@@ -576,7 +583,14 @@ async fn retry_direct(inner: Arc<Inner>, state: Arc<PeerState>) {
             .timeouts
             .direct_retry
             .saturating_mul(1 << failures.min(4));
-        tokio::time::sleep(wait).await;
+        let mut shutdown = inner.shutdown_signal();
+        if inner.closing() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
         if inner.closing()
             || state.has_direct()
             || !state.wanted_within(inner.config.timeouts.link_idle)

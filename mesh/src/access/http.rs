@@ -54,8 +54,9 @@ pub async fn serve(listener: TcpListener, access: Arc<Access>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let access = Arc::clone(&access);
-        tokio::spawn(async move {
+        let task_access = Arc::clone(&access);
+        access.tasks.spawn(async move {
+            let access = task_access;
             let service = hyper::service::service_fn(move |request| {
                 let access = Arc::clone(&access);
                 async move { Ok::<_, hyper::Error>(handle(access, client, request).await) }
@@ -97,7 +98,7 @@ async fn handle(
             Err(error) => return text(StatusCode::BAD_GATEWAY, format!("{service}: {error}")),
         };
     let guard = connection.guard;
-    tokio::spawn(async move {
+    access.tasks.spawn(async move {
         let _ = driver.await;
         drop(guard);
     });
@@ -134,23 +135,10 @@ async fn connect(
         Ok(connection) => connection,
         Err(error) => return failure(&error),
     };
-    tokio::spawn(async move {
+    let tasks = access.tasks.clone();
+    tasks.spawn(async move {
         match hyper::upgrade::on(request).await {
-            Ok(upgraded) => {
-                let mut client_side = TokioIo::new(upgraded);
-                let mut upstream = connection.upstream;
-                let result = tokio::io::copy_bidirectional_with_sizes(
-                    &mut client_side,
-                    &mut upstream,
-                    access.buffer,
-                    access.buffer,
-                )
-                .await;
-                if let Ok((sent, received)) = result {
-                    access.metrics.bytes(&connection.label, sent, received);
-                }
-                drop(connection.guard);
-            }
+            Ok(upgraded) => super::carry(TokioIo::new(upgraded), connection, &access).await,
             Err(error) => tracing::debug!(%client, %error, "CONNECT upgrade failed"),
         }
     });

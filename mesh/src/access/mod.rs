@@ -29,6 +29,8 @@ pub struct Access {
     pub metrics: Arc<MeshMetrics>,
     /// Bytes copied at a time.
     pub buffer: usize,
+    /// The node's tasks: every connection runs as one of them.
+    pub tasks: crate::tasks::NodeTasks,
 }
 
 impl Access {
@@ -69,9 +71,10 @@ pub async fn serve_service(
                 continue;
             }
         };
-        let access = Arc::clone(&access);
+        let task_access = Arc::clone(&access);
         let host = host.clone();
-        tokio::spawn(async move {
+        access.tasks.spawn(async move {
+            let access = task_access;
             let _ = tcp.set_nodelay(true);
             match access.connect(&host, service.port, client).await {
                 Ok(connection) => carry(tcp, connection, &access).await,
@@ -88,17 +91,22 @@ pub async fn serve_service(
 
 /// Copies both ways between the client and the endpoint until both are done, then
 /// counts the bytes.
-pub(crate) async fn carry(mut tcp: TcpStream, connection: Connection, access: &Access) {
+pub(crate) async fn carry<C>(mut client: C, connection: Connection, access: &Access)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut upstream = connection.upstream;
-    let copied = tokio::io::copy_bidirectional_with_sizes(
-        &mut tcp,
-        &mut upstream,
-        access.buffer,
-        access.buffer,
-    )
-    .await;
-    if let Ok((sent, received)) = copied {
-        access.metrics.bytes(&connection.label, sent, received);
+    match crate::splice::carry(&mut client, &mut upstream, access.buffer, connection.idle).await {
+        Ok(crate::splice::Ended::Done { sent, received }) => {
+            access.metrics.bytes(&connection.label, sent, received);
+        }
+        Ok(crate::splice::Ended::Idle) => {
+            tracing::debug!(service = %connection.label, idle = ?connection.idle, "closed an idle connection");
+            access.metrics.error(&connection.label, "idle_timeout");
+        }
+        Err(error) => {
+            tracing::debug!(service = %connection.label, %error, "connection ended with an error")
+        }
     }
     drop(connection.guard);
 }
@@ -120,8 +128,9 @@ pub async fn serve_socks(listener: TcpListener, access: Arc<Access>) {
                 continue;
             }
         };
-        let access = Arc::clone(&access);
-        tokio::spawn(async move {
+        let task_access = Arc::clone(&access);
+        access.tasks.spawn(async move {
+            let access = task_access;
             if let Err(error) = socks_session(tcp, client, &access).await {
                 tracing::debug!(%client, %error, "SOCKS session ended");
             }
@@ -197,18 +206,10 @@ async fn socks_session(
     };
     tcp.write_all(&socks::reply(socks::Reply::Succeeded))
         .await?;
-    let mut upstream = connection.upstream;
+    let mut connection = connection;
     if !buf.is_empty() {
-        upstream.write_all(&buf).await?;
+        connection.upstream.write_all(&buf).await?;
     }
-    let (sent, received) = tokio::io::copy_bidirectional_with_sizes(
-        &mut tcp,
-        &mut upstream,
-        access.buffer,
-        access.buffer,
-    )
-    .await?;
-    access.metrics.bytes(&connection.label, sent, received);
-    drop(connection.guard);
+    carry(tcp, connection, access).await;
     Ok(())
 }
