@@ -345,4 +345,19 @@ mod tests {
         let e = refused("sites: [\n");
         assert!(e.starts_with("t.yaml: "), "{e}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_is_refused_or_accepted_never_a_panic(text in ".{0,400}") {
+            let _ = Topology::parse(&Source::new("fuzz.yaml", text));
+        }
+
+        #[test]
+        fn mutated_quickstarts_never_panic(cut in 0usize..2000, insert in "[ -~\n]{0,8}") {
+            let mut text = QUICKSTART.to_string();
+            let at = text.char_indices().map(|(i, _)| i).nth(cut % QUICKSTART.len().max(1)).unwrap_or(0);
+            text.insert_str(at, &insert);
+            let _ = Topology::parse(&Source::new("fuzz.yaml", text));
+        }
+    }
 }

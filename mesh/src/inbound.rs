@@ -195,4 +195,19 @@ mod tests {
         assert_eq!(parse_label("echo:80"), None);
         assert_eq!(parse_label("demo/echo:x"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn labels_round_trip_and_garbage_never_panics(
+            namespace in "[a-z0-9-]{1,20}",
+            name in "[a-z0-9-]{1,20}",
+            port: u16,
+            garbage in ".{0,60}",
+        ) {
+            let label = format!("{namespace}/{name}:{port}");
+            proptest::prop_assert_eq!(parse_label(&label), Some((namespace.as_str(), name.as_str(), port)));
+            let _ = parse_label(&garbage);
+            let _ = garbage.parse::<crate::node::ServiceListener>();
+        }
+    }
 }
