@@ -1,6 +1,8 @@
 //! Load generation and benchmarks for Causeway.
 //!
 //! - [`echo`]: the sample app the quick start, tests and benchmarks run.
+//! - [`dns`]: the DNS benchmark — dnsperf against the mesh's DNS server and against
+//!   dnsmasq answering the same names, alternating runs, medians and their ratio.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -8,4 +10,5 @@
 //!
 //! Traffic it generates goes only to loopback or into network namespaces the run created.
 
+pub mod dns;
 pub mod echo;
