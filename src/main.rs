@@ -30,6 +30,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Load tests and benchmarks, each against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +45,14 @@ enum PolicyCommand {
     Check(commands::policy::CheckArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// DNS queries/s: dnsperf against the mesh's DNS server and against dnsmasq answering
+    /// the same names, alternating runs, medians and their ratio. Needs dnsperf and
+    /// dnsmasq (`apt-get install dnsperf dnsmasq-base`); sends only to 127.0.0.1.
+    Dns(commands::bench::DnsArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
@@ -47,6 +60,9 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => commands::policy::check(&args),
+        Command::Bench {
+            command: BenchCommand::Dns(args),
+        } => commands::bench::dns(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The glue of each subcommand: turn arguments into library calls and results into
 //! output and an exit code. No domain logic lives here.
 
+pub mod bench;
 pub mod policy;
 
 use std::io::Write;
