@@ -343,25 +343,56 @@ pub struct DnsperfRun {
     pub average_latency: Duration,
     /// The latencies' standard deviation.
     pub latency_stddev: Duration,
-    /// CPU time the server used during the run (user and system, from `/proc`; for the
-    /// mesh, its runtime's worker threads only), when it could be read.
-    pub server_cpu: Option<Duration>,
+    /// CPU time the server used during the run (from `/proc`; for the mesh, its
+    /// runtime's worker threads only), when it could be read.
+    pub server_cpu: Option<CpuTime>,
     /// How long the run took, as seen from here (dnsperf's start to its exit).
     pub wall: Duration,
+}
+
+/// CPU time, split as the kernel accounts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTime {
+    /// In user space.
+    pub user: Duration,
+    /// In the kernel (system calls, and the loopback network path they run).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User and system together.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time from `earlier` to `self`; `None` if a counter went back.
+    pub fn since(&self, earlier: &CpuTime) -> Option<CpuTime> {
+        Some(CpuTime {
+            user: self.user.checked_sub(earlier.user)?,
+            system: self.system.checked_sub(earlier.system)?,
+        })
+    }
 }
 
 impl DnsperfRun {
     /// The server's CPU time per answered query.
     pub fn cpu_per_query(&self) -> Option<Duration> {
-        let cpu = self.server_cpu?;
+        let cpu = self.server_cpu?.total();
         let completed = u32::try_from(self.completed).ok().filter(|c| *c > 0)?;
         Some(cpu / completed)
+    }
+
+    /// The share of the server's CPU time spent in the kernel.
+    pub fn kernel_share(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        let total = cpu.total().as_secs_f64();
+        (total > 0.0).then_some(cpu.system.as_secs_f64() / total)
     }
 
     /// The server's CPU use in cores (1.0: one core busy the whole run).
     pub fn cores(&self) -> Option<f64> {
         let wall = self.wall.as_secs_f64();
-        (wall > 0.0).then_some(self.server_cpu?.as_secs_f64() / wall)
+        (wall > 0.0).then_some(self.server_cpu?.total().as_secs_f64() / wall)
     }
 }
 
@@ -402,6 +433,12 @@ impl ServerResult {
         values
             .filter(|v| !v.is_empty())
             .map(|v| Duration::from_secs_f64(median(v)))
+    }
+
+    /// The median of the runs' kernel share of server CPU time.
+    pub fn median_kernel_share(&self) -> Option<f64> {
+        let values: Option<Vec<f64>> = self.runs.iter().map(DnsperfRun::kernel_share).collect();
+        values.filter(|v| !v.is_empty()).map(median)
     }
 
     /// The median of the runs' server CPU use, in cores.
@@ -525,6 +562,16 @@ impl fmt::Display for DnsBenchReport {
             "server CPU/query (median)",
             cpu(&self.mesh),
             cpu(&self.dnsmasq),
+        )?;
+        let kernel = |r: &ServerResult| {
+            r.median_kernel_share()
+                .map_or("-".to_string(), |k| format!("{:.0}%", k * 100.0))
+        };
+        row(
+            f,
+            "  of it in the kernel",
+            kernel(&self.mesh),
+            kernel(&self.dnsmasq),
         )?;
         let cores = |r: &ServerResult| {
             r.median_cores()

@@ -138,7 +138,7 @@ impl Load<'_> {
         run.wall = wall;
         run.server_cpu = cpu_before
             .zip(cpu_after)
-            .and_then(|(before, after)| after.checked_sub(before));
+            .and_then(|(before, after)| after.since(&before));
         if run.completed == 0 {
             return Err(DnsBenchError::Dnsperf {
                 server,

@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
-use super::{DnsBenchError, LOCALHOST, MESH_THREAD_NAME, TTL, USER_HZ, io};
+use super::{CpuTime, DnsBenchError, LOCALHOST, MESH_THREAD_NAME, TTL, USER_HZ, io};
 
 /// A runtime shut down without blocking when dropped (dropping a runtime blocks, which
 /// is not allowed on an async thread).
@@ -226,20 +226,22 @@ pub(super) enum Cpu {
 
 impl Cpu {
     /// User and system CPU time so far; `None` when `/proc` does not say.
-    pub(super) fn read(self) -> Option<Duration> {
+    pub(super) fn read(self) -> Option<CpuTime> {
         match self {
             Cpu::Process(pid) => {
                 stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
             }
             Cpu::MeshThreads => {
-                let mut total = Duration::ZERO;
+                let mut total = CpuTime::default();
                 let mut found = false;
                 for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
                     let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
                         continue;
                     };
                     if stat_comm(&text) == Some(MESH_THREAD_NAME) {
-                        total += stat_cpu(&text)?;
+                        let thread = stat_cpu(&text)?;
+                        total.user += thread.user;
+                        total.system += thread.system;
                         found = true;
                     }
                 }
@@ -255,16 +257,19 @@ fn stat_comm(text: &str) -> Option<&str> {
     text.get(text.find('(')? + 1..text.rfind(')')?)
 }
 
-/// utime + stime of a `/proc/*/stat` line (fields 14 and 15, counted after the name,
+/// utime and stime of a `/proc/*/stat` line (fields 14 and 15, counted after the name,
 /// which may hold spaces).
-fn stat_cpu(text: &str) -> Option<Duration> {
+fn stat_cpu(text: &str) -> Option<CpuTime> {
     let rest = text.get(text.rfind(')')? + 1..)?;
     let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis(
-        utime.saturating_add(stime).saturating_mul(1000) / USER_HZ,
-    ))
+    let ticks = |field: Option<&str>| -> Option<Duration> {
+        let ticks: u64 = field?.parse().ok()?;
+        Some(Duration::from_millis(ticks.saturating_mul(1000) / USER_HZ))
+    };
+    Some(CpuTime {
+        user: ticks(fields.next())?,
+        system: ticks(fields.next())?,
+    })
 }
 
 #[cfg(test)]
@@ -276,7 +281,13 @@ mod tests {
         let line =
             "31500 (cw bench) dns) R 31498 31498 3200 0 -1 4194304 156 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(stat_comm(line), Some("cw bench) dns"));
-        assert_eq!(stat_cpu(line), Some(Duration::from_secs(3)));
+        assert_eq!(
+            stat_cpu(line),
+            Some(CpuTime {
+                user: Duration::from_millis(2500),
+                system: Duration::from_millis(500)
+            })
+        );
         assert_eq!(stat_cpu("1 (x) R"), None);
         // This test's own thread is there to be read.
         assert!(Cpu::Process(std::process::id()).read().is_some());
