@@ -6,8 +6,10 @@
 set -euo pipefail
 
 # nftables capture (libnftnl, libmnl, pkg-config to find them; nft as a test oracle),
-# network-namespace testbeds (iproute2).
-PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2)
+# network-namespace testbeds (iproute2), the DNS benchmark's load and baseline (dnsperf,
+# and dnsmasq as dnsmasq-base: the bare binary, without the `dnsmasq` package's system
+# service that would start a daemon on port 53).
+PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 dnsperf dnsmasq-base)
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }
 

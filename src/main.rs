@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Load tests and benchmarks, each against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +63,14 @@ enum PolicyCommand {
     ///
     /// Exits 0 when there are no errors (warnings allowed), 1 when there are errors.
     Check(commands::policy::CheckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// DNS queries/s: dnsperf against the mesh's DNS server and against dnsmasq answering
+    /// the same names, alternating runs, medians and their ratio. Needs dnsperf and
+    /// dnsmasq (`apt-get install dnsperf dnsmasq-base`); sends only to 127.0.0.1.
+    Dns(commands::bench::DnsArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +91,9 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => commands::policy::check(&args),
+        Command::Bench {
+            command: BenchCommand::Dns(args),
+        } => commands::bench::dns(&args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,8 @@
 //! - [`topology`] and [`cluster`]: a whole cluster on loopback from a topology file, the
 //!   quick start's engine (`causeway up`); [`tour`], its scripted check (`--tour`);
 //!   [`client`], calls the way a user makes them.
+//! - [`dns`]: the DNS benchmark — dnsperf against the mesh's DNS server and against
+//!   dnsmasq answering the same names, alternating runs, medians and their ratio.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -13,6 +15,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod dns;
 pub mod echo;
 pub mod topology;
 pub mod tour;
