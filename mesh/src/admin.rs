@@ -76,6 +76,8 @@ pub async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(route(view.as_ref(), &request)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });

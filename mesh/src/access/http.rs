@@ -62,6 +62,8 @@ pub async fn serve(listener: TcpListener, access: Arc<Access>) {
                 async move { Ok::<_, hyper::Error>(handle(access, client, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             if let Err(error) = connection.await {

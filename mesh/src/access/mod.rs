@@ -138,54 +138,83 @@ pub async fn serve_socks(listener: TcpListener, access: Arc<Access>) {
     }
 }
 
+/// How long a SOCKS client has to say what it wants.
+const SOCKS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest SOCKS message: a request with a 255-byte name.
+const SOCKS_MAX_MESSAGE: usize = 300;
+
+/// Reads until `parse` finds a whole message at the front of `buf`; returns it and
+/// drops its bytes from `buf`. `Ok(None)` when the client left or sent too much.
+async fn read_socks<T>(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, socks::SocksError>,
+) -> std::io::Result<Option<Result<T, socks::SocksError>>> {
+    let mut chunk = [0u8; SOCKS_MAX_MESSAGE];
+    loop {
+        match parse(buf) {
+            Ok(Some((message, used))) => {
+                buf.drain(..used);
+                return Ok(Some(Ok(message)));
+            }
+            Ok(None) => {}
+            Err(error) => return Ok(Some(Err(error))),
+        }
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 || buf.len() > SOCKS_MAX_MESSAGE {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The greeting and the request; `Ok(None)` when the client went away.
+async fn socks_handshake(
+    tcp: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<socks::ConnectRequest>> {
+    match read_socks(tcp, buf, socks::parse_greeting).await? {
+        None => return Ok(None),
+        Some(Err(error)) => {
+            let _ = tcp.write_all(&[5, 0xff]).await;
+            return Err(std::io::Error::other(error.to_string()));
+        }
+        Some(Ok(_)) => tcp.write_all(&[5, 0]).await?,
+    }
+    match read_socks(tcp, buf, socks::parse_request).await? {
+        None => Ok(None),
+        Some(Ok(request)) => Ok(Some(request)),
+        Some(Err(error)) => {
+            let code = match error {
+                socks::SocksError::Command(_) => socks::Reply::CommandNotSupported,
+                socks::SocksError::AddressType(_) => socks::Reply::AddressTypeNotSupported,
+                _ => socks::Reply::GeneralFailure,
+            };
+            let _ = tcp.write_all(&socks::reply(code)).await;
+            Err(std::io::Error::other(error.to_string()))
+        }
+    }
+}
+
 async fn socks_session(
     mut tcp: TcpStream,
     client: SocketAddr,
     access: &Access,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let mut buf = Vec::with_capacity(300);
-    let mut chunk = [0u8; 300];
-    // Greeting.
-    let used = loop {
-        match socks::parse_greeting(&buf) {
-            Ok(Some((_, used))) => break used,
-            Ok(None) => {}
-            Err(error) => {
-                let _ = tcp.write_all(&[5, 0xff]).await;
-                return Err(std::io::Error::other(error.to_string()));
+    let mut buf = Vec::with_capacity(SOCKS_MAX_MESSAGE);
+    let request =
+        match tokio::time::timeout(SOCKS_HANDSHAKE, socks_handshake(&mut tcp, &mut buf)).await {
+            Ok(Ok(Some(request))) => request,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(error)) => return Err(error),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no SOCKS request within {SOCKS_HANDSHAKE:?}"),
+                ));
             }
-        }
-        let n = tcp.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 300 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    buf.drain(..used);
-    tcp.write_all(&[5, 0]).await?;
-    // Request.
-    let (request, used) = loop {
-        match socks::parse_request(&buf) {
-            Ok(Some(parsed)) => break parsed,
-            Ok(None) => {}
-            Err(error) => {
-                let code = match error {
-                    socks::SocksError::Command(_) => socks::Reply::CommandNotSupported,
-                    socks::SocksError::AddressType(_) => socks::Reply::AddressTypeNotSupported,
-                    _ => socks::Reply::GeneralFailure,
-                };
-                let _ = tcp.write_all(&socks::reply(code)).await;
-                return Err(std::io::Error::other(error.to_string()));
-            }
-        }
-        let n = tcp.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 300 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    buf.drain(..used);
+        };
     let host = match &request.address {
         socks::Address::Ip(ip) => ip.to_string(),
         socks::Address::Name(name) => name.clone(),
