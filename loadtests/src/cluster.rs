@@ -326,6 +326,8 @@ impl LoopbackCluster {
             config.socks = node_ref.addresses.socks;
             config.admin = node_ref.addresses.admin;
             config.rules.cluster_domain = domain.clone();
+            // The quick start's pods live on loopback addresses.
+            config.allow_loopback_endpoints = true;
             if let Some(dns) = node_ref.addresses.dns {
                 config.dns = Some(DnsConfig {
                     udp: vec![dns],
@@ -339,7 +341,19 @@ impl LoopbackCluster {
             }
             config
         };
-        let started = start_when_ports_free(build, name).await?;
+        let started = match start_when_ports_free(build, name).await {
+            Ok(started) => started,
+            Err(error) => {
+                // A node that did not start takes its pods down with it.
+                for pod in node.pods.drain(..) {
+                    pod.abort();
+                }
+                return Err(error);
+            }
+        };
+        if !started.wait_ready(Duration::from_secs(10)).await {
+            tracing::warn!(node = %name, "the node has not read its manifests within 10 s");
+        }
         // Keep the ports the node got for its next start.
         node.addresses = started.addresses().clone();
         node.running = Some(started);

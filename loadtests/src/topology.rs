@@ -101,6 +101,17 @@ pub struct App {
     pub nodes: Vec<String>,
 }
 
+/// A DNS label as Kubernetes names Services and namespaces (RFC 1123).
+fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
 fn default_target_port() -> u16 {
     8080
 }
@@ -228,6 +239,13 @@ impl Topology {
                     app.namespace, app.name
                 ));
             }
+            for (what, value) in [("name", &app.name), ("namespace", &app.namespace)] {
+                if !is_dns_label(value) {
+                    return Err(format!(
+                        "spec.apps[{i}].{what}: `{value}` is not a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)"
+                    ));
+                }
+            }
             for node in &app.nodes {
                 if !seen.contains(node.as_str()) {
                     return Err(format!(
@@ -342,6 +360,13 @@ mod tests {
             "{head}  sites:\n  - name: a\n    nodes: [Bad_Name]\n"
         ));
         assert!(e.contains("Bad_Name"), "{e}");
+        let e = refused(&format!(
+            "{head}  sites:\n  - name: a\n    nodes: [n1]\n  apps:\n  - {{name: Echo_1, namespace: d, port: 80, nodes: [n1]}}\n"
+        ));
+        assert!(
+            e.contains("spec.apps[0].name") && e.contains("DNS label"),
+            "{e}"
+        );
         let e = refused("sites: [\n");
         assert!(e.starts_with("t.yaml: "), "{e}");
     }

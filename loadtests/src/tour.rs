@@ -317,9 +317,10 @@ async fn failover(
         ),
     );
     let peer_pod = format!("{}-{peer}", app.name);
+    let caller_pod = format!("{}-{caller}", app.name);
     tour.check(
-        !by_pod.contains_key(&peer_pod),
-        &format!("none went to {peer_pod}"),
+        by_pod.keys().all(|pod| *pod == caller_pod),
+        &format!("all stayed in the site, on {caller_pod} (locality, with {peer} out)"),
     );
 
     tour.step(&format!("{peer} comes back"));
@@ -389,9 +390,13 @@ async fn metrics(cluster: &LoopbackCluster, tour: &mut Tour<'_>, caller: &str) {
         !connections.is_empty(),
         "connections per service and endpoint node are counted",
     );
+    let cluster_answers = text
+        .lines()
+        .find_map(|l| l.strip_prefix("causeway_dns_answers_total{answer=\"cluster\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
     tour.check(
-        text.lines()
-            .any(|l| l.starts_with("causeway_dns_answers_total{answer=\"cluster\"}")),
-        "DNS answers are counted by kind",
+        cluster_answers >= 2,
+        &format!("DNS answers are counted by kind ({cluster_answers} cluster answers)"),
     );
 }

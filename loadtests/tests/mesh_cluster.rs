@@ -23,6 +23,7 @@ const CALL: Duration = Duration::from_secs(5);
 /// - `far` runs on n3 only.
 /// - `limited` runs on n3, at most 2 new connections then 1 per 10 s, at the destination.
 /// - `empty` has no endpoints.
+/// - `sticky` and `cookie` run on n1 and n2, hashed on a header and on a cookie.
 const TOPOLOGY: &str = r#"
 apiVersion: causeway.dev/v1alpha1
 kind: Topology
@@ -37,7 +38,23 @@ spec:
   - {name: far, namespace: t, port: 8000, nodes: [n3]}
   - {name: limited, namespace: t, port: 80, nodes: [n3]}
   - {name: empty, namespace: t, port: 80, nodes: []}
+  - {name: sticky, namespace: t, port: 80, nodes: [n1, n2]}
+  - {name: cookie, namespace: t, port: 80, nodes: [n1, n2]}
   policies:
+  - apiVersion: policy.causeway.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: sticky, namespace: t}
+    spec:
+      targetRef: {name: sticky}
+      loadBalancer: {algorithm: ConsistentHash, consistentHash: {header: x-user}}
+      locality: {prefer: Any}
+  - apiVersion: policy.causeway.dev/v1alpha1
+    kind: TrafficPolicy
+    metadata: {name: cookie, namespace: t}
+    spec:
+      targetRef: {name: cookie}
+      loadBalancer: {algorithm: ConsistentHash, consistentHash: {cookie: {name: session, ttl: 1h}}}
+      locality: {prefer: Any}
   - apiVersion: policy.causeway.dev/v1alpha1
     kind: TrafficPolicy
     metadata: {name: site, namespace: t}
@@ -189,7 +206,7 @@ async fn a_node_without_its_source_serves_from_its_store() {
         .unwrap()
         .store()
         .snapshot();
-    assert_eq!(store.services().count(), 5, "the store kept every Service");
+    assert_eq!(store.services().count(), 7, "the store kept every Service");
     assert_eq!(
         answers(&cluster, "n1", "http://far.t:8000/", 2).await,
         BTreeMap::from([("n3".to_string(), 2)])
@@ -232,13 +249,23 @@ async fn refusals_come_at_once_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(port.status, 404, "{}", port.body);
-    // The destination's QPS limit: a burst of 2 new connections, then 429 with a wait.
+    // The destination's QPS limit: a burst of 2 new connections, then 429 with a wait —
+    // for callers on the endpoint's own node, and in the same bucket for the others.
+    let n3 = proxy(&cluster, "n3");
     for i in 0..2 {
-        let ok = client::get_via_proxy(n1, "http://limited.t/", CALL)
+        let ok = client::get_via_proxy(n3, "http://limited.t/", CALL)
             .await
             .unwrap();
         assert_eq!(ok.status, 200, "call {i}: {}", ok.body);
     }
+    let local = client::get_via_proxy(n3, "http://limited.t/", CALL)
+        .await
+        .unwrap();
+    assert_eq!(
+        local.status, 429,
+        "same-node callers are limited: {}",
+        local.body
+    );
     let limited = client::get_via_proxy(n1, "http://limited.t/", CALL)
         .await
         .unwrap();
@@ -249,7 +276,7 @@ async fn refusals_come_at_once_with_a_reason() {
     let metrics = client::get(admin, "/metrics", CALL).await.unwrap().body;
     assert!(
         metrics
-            .contains(r#"causeway_errors_total{service="t/limited:80",reason="rate_limited"} 1"#),
+            .contains(r#"causeway_errors_total{service="t/limited:80",reason="rate_limited"} 2"#),
         "{metrics}"
     );
     finish(cluster).await;
@@ -328,5 +355,117 @@ async fn socks5_reaches_services_by_name() {
     tcp.write_all(&request).await.unwrap();
     tcp.read_exact(&mut reply).await.unwrap();
     assert_eq!(reply[1], 2, "SOCKS reply {reply:?}");
+    finish(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hashed_on_a_header_or_a_cookie_stay_on_one_pod() {
+    let cluster = cluster("hashing").await;
+    let n3 = proxy(&cluster, "n3");
+    async fn ask(proxy: SocketAddr, head: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        let request = format!("GET http://{head}\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(CALL, tcp.read_to_string(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        reply
+    }
+    fn pod_of(reply: &str) -> String {
+        reply
+            .split("\"pod\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?")
+            .to_string()
+    }
+    // The same header value, the same pod, every time.
+    for user in ["alice", "bob", "carol"] {
+        let head = format!("sticky.t/ HTTP/1.1\r\nHost: sticky.t\r\nx-user: {user}");
+        let mut pods = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            pods.insert(pod_of(&ask(n3, &head).await));
+        }
+        assert_eq!(pods.len(), 1, "{user} reached {pods:?}");
+        assert!(!pods.contains("?"), "{pods:?}");
+    }
+    // No cookie: the mesh sets one; sending it back keeps the pod.
+    let first = ask(n3, "cookie.t/ HTTP/1.1\r\nHost: cookie.t").await;
+    let cookie = first
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no Set-Cookie in {first}"));
+    assert!(
+        cookie.starts_with("session=") && cookie.contains("Max-Age=3600"),
+        "{cookie}"
+    );
+    let value = cookie.split(';').next().unwrap();
+    let head = format!("cookie.t/ HTTP/1.1\r\nHost: cookie.t\r\nCookie: {value}");
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let reply = ask(n3, &head).await;
+        assert!(
+            !reply.contains("set-cookie"),
+            "a request with the cookie gets no new one"
+        );
+        pods.insert(pod_of(&reply));
+    }
+    assert_eq!(pods.len(), 1, "one session reached {pods:?}");
+    assert!(
+        pods.contains(&pod_of(&first)),
+        "the first answer's pod keeps the session"
+    );
+    finish(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_cannot_respell_a_service_port_and_clients_cannot_mint_metric_series() {
+    use causeway_tunnels::{NodeName, ProxyTarget, Request};
+    let cluster = cluster("respell").await;
+    let pod = cluster.pods().iter().find(|p| p.app == "far").unwrap().addr;
+    let n1 = cluster.node("n1").unwrap().mesh().unwrap().tunnel().clone();
+    let n3 = NodeName::new("n3").unwrap();
+    let mut admitted = Vec::new();
+    for service in [
+        "t/far:8000",
+        "t/far:08000",
+        "t/far:+8000",
+        "t//far:8000",
+        "t/far:8000 ",
+    ] {
+        let request = Request::ProxyTcp(ProxyTarget {
+            endpoint: pod,
+            service: service.to_string(),
+            source: None,
+            source_workload: String::new(),
+        });
+        if tokio::time::timeout(CALL, n1.open(&n3, request))
+            .await
+            .unwrap()
+            .is_ok()
+        {
+            admitted.push(service);
+        }
+    }
+    assert_eq!(
+        admitted,
+        ["t/far:8000"],
+        "only the canonical spelling passes"
+    );
+    // Names a client makes up are counted under one label.
+    let proxy = proxy(&cluster, "n1");
+    for i in 0..20 {
+        let _ = client::get_via_proxy(proxy, &format!("http://x{i}.example/"), CALL).await;
+    }
+    let admin = cluster.node("n1").unwrap().addresses.admin.unwrap();
+    let metrics = client::get(admin, "/metrics", CALL).await.unwrap().body;
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("not_a_service"))
+        .collect();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(series[0].ends_with(" 20"), "{series:?}");
     finish(cluster).await;
 }

@@ -1,5 +1,7 @@
 //! The node's admin endpoint, on loopback: `/ready`, `/metrics` (Prometheus text) and
 //! `/config_dump` (what the node holds and enforces, as JSON).
+//!
+//! It reads through the `AdminView` trait and changes nothing.
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Where other nodes' tunnel endpoints are, read from the Node objects of the node's
 //! snapshot (the `causeway.dev/tunnel-address` annotation, else InternalIP:7443).
+//!
+//! It reads the store; it never dials.
 
 use std::net::SocketAddr;
 

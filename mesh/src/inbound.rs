@@ -1,5 +1,8 @@
 //! The destination side: streams other nodes open to this node's endpoints.
 //!
+//! It reads the store and the policies, dials only endpoints the guard allows, and
+//! never opens streams of its own.
+//!
 //! A peer asks, over its authenticated link, for a connection to an endpoint. The
 //! endpoint must be one of this node's endpoints of the Service the peer names — a peer
 //! cannot use a node to reach anything else. The destination-side QPS limit of the
@@ -15,6 +18,7 @@ use causeway_policies::plan::EnforcementPoint;
 use causeway_tunnels::{Incoming, IncomingStream, ProxyTarget, Request, Status};
 use tokio::net::TcpStream;
 
+use crate::endpoint_guard::EndpointGuard;
 use crate::metrics::{ConnectionLabels, MeshMetrics};
 use crate::policy_view::Policies;
 use crate::ratelimit::Limiters;
@@ -32,8 +36,8 @@ pub struct Inbound {
     pub limiters: Arc<Limiters>,
     /// Counters.
     pub metrics: Arc<MeshMetrics>,
-    /// Dialling an endpoint.
-    pub connect_timeout: Duration,
+    /// Which endpoint addresses may be dialled.
+    pub guard: EndpointGuard,
     /// Bytes copied at a time.
     pub buffer: usize,
     /// How long a UDP flow may be quiet before it is closed.
@@ -41,6 +45,9 @@ pub struct Inbound {
     /// The node's tasks: every stream runs as one of them.
     pub tasks: crate::tasks::NodeTasks,
 }
+
+/// The service label of what was refused before its Service port was known.
+pub const REFUSED_LABEL: &str = "-";
 
 /// `namespace/name:port` → its parts.
 pub fn parse_label(label: &str) -> Option<(&str, &str, u16)> {
@@ -71,8 +78,10 @@ impl Inbound {
         }
     }
 
-    /// Checks that `target` is this node's endpoint of the named Service; returns the
-    /// Service port's label and its policy limits.
+    /// Checks that `target` is this node's endpoint of the named Service port, named
+    /// the one way a Service port is named (`namespace/name:port`, port in plain
+    /// decimal: limits and metrics are keyed by it, so no other spelling may pass), and
+    /// that it is an address the node may dial. Returns the Service port's parts.
     fn check(
         &self,
         target: &ProxyTarget,
@@ -80,6 +89,12 @@ impl Inbound {
     ) -> Result<(String, String, u16), String> {
         let (namespace, name, port) = parse_label(&target.service)
             .ok_or_else(|| format!("`{}` does not name a service port", target.service))?;
+        if format!("{namespace}/{name}:{port}") != target.service {
+            return Err(format!(
+                "`{}` is not written as namespace/name:port with the port in plain decimal",
+                target.service
+            ));
+        }
         let snapshot = self.store.snapshot();
         let service = snapshot
             .service(namespace, name)
@@ -98,6 +113,7 @@ impl Inbound {
                 target.endpoint, self.node
             ));
         }
+        self.guard.check(target.endpoint)?;
         Ok((namespace.to_string(), name.to_string(), port))
     }
 
@@ -107,66 +123,67 @@ impl Inbound {
             Ok(checked) => checked,
             Err(message) => {
                 tracing::warn!(%peer, endpoint = %target.endpoint, %message, "refused a proxy request");
-                self.metrics.error(&target.service, "not_an_endpoint");
+                // Not labelled by the request's own words: a peer must not be able to
+                // mint metric series.
+                self.metrics.error(REFUSED_LABEL, "not_an_endpoint");
                 stream.refuse(Status::NoEndpoint, &message).await;
                 return;
             }
         };
+        // From here on `target.service` is the canonical label.
+        let label = target.service.as_str();
         let plan = Arc::clone(self.policies.set().lookup(&namespace, &name, port));
         if let Some(limit) = &plan.rate_limit
             && limit.enforce_at == EnforcementPoint::Destination
         {
-            let limiter = self.limiters.get(&target.service, limit);
+            let limiter = self.limiters.get(label, limit);
             if let Err(limited) = limiter
                 .admit(target.endpoint, target.source.map(|s| s.ip()))
                 .await
             {
-                self.metrics.error(&target.service, "rate_limited");
+                self.metrics.error(label, "rate_limited");
                 let message = format!("retry in {} ms", limited.retry_after.as_millis().max(1));
                 stream.refuse(Status::RateLimited, &message).await;
                 return;
             }
         }
         let labels = ConnectionLabels {
-            service: target.service.clone(),
+            service: label.to_string(),
             endpoint_node: "local".into(),
         };
         if protocol == Protocol::Udp {
             self.serve_udp(stream, target.endpoint, &labels).await;
             return;
         }
-        let tcp =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(target.endpoint))
-                .await
-            {
-                Ok(Ok(tcp)) => tcp,
-                Ok(Err(error)) => {
-                    self.metrics.error(&target.service, "connect");
-                    stream
-                        .refuse(Status::NoEndpoint, &format!("{}: {error}", target.endpoint))
-                        .await;
-                    return;
-                }
-                Err(_) => {
-                    self.metrics.error(&target.service, "connect");
-                    stream
-                        .refuse(
-                            Status::Unreachable,
-                            &format!(
-                                "{}: no answer within {:?}",
-                                target.endpoint, self.connect_timeout
-                            ),
-                        )
-                        .await;
-                    return;
-                }
-            };
+        let connect_timeout = plan.timeouts.connect;
+        let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(target.endpoint))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(error)) => {
+                self.metrics.error(label, "connect");
+                stream
+                    .refuse(Status::NoEndpoint, &format!("{}: {error}", target.endpoint))
+                    .await;
+                return;
+            }
+            Err(_) => {
+                self.metrics.error(label, "connect");
+                stream
+                    .refuse(
+                        Status::Unreachable,
+                        &format!("{}: no answer within {connect_timeout:?}", target.endpoint),
+                    )
+                    .await;
+                return;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let Ok(stream) = stream.accept().await else {
             return;
         };
         self.metrics.inbound.get_or_create(&labels).inc();
-        tracing::debug!(%peer, endpoint = %target.endpoint, service = %target.service, "carrying a connection from a peer");
+        tracing::debug!(%peer, endpoint = %target.endpoint, service = %label, "carrying a connection from a peer");
         let _ = stream.bridge_tcp(tcp, self.buffer).await;
     }
 
@@ -206,6 +223,12 @@ mod tests {
         ) {
             let label = format!("{namespace}/{name}:{port}");
             proptest::prop_assert_eq!(parse_label(&label), Some((namespace.as_str(), name.as_str(), port)));
+            // Other spellings of the port parse, and are then refused by `check` for not
+            // being canonical.
+            let respelled = format!("{namespace}/{name}:0{port}");
+            if let Some((n, m, p)) = parse_label(&respelled) {
+                proptest::prop_assert_ne!(format!("{n}/{m}:{p}"), respelled);
+            }
             let _ = parse_label(&garbage);
             let _ = garbage.parse::<crate::node::ServiceListener>();
         }

@@ -1,8 +1,12 @@
-//! The mesh proxy, the centre of Causeway.
+//! The mesh proxy, the centre of Causeway: one node's DNS, resolution, balancing,
+//! policies, proxying within the node and across nodes, and its admin endpoint.
 //!
-//! One module per concern: [`balance`] (choosing endpoints), [`dns`] (the embedded
-//! server), and — as this crate grows — the resolver view over the node's snapshot, L4
-//! proxying, cross-node forwarding over the tunnels, access without root, and admin.
+//! One module per concern: [`resolve`] (names and ClusterIPs to Service ports),
+//! [`balance`] (choosing endpoints), [`outlier`] and [`ratelimit`] (policy enforcement),
+//! [`outbound`] (the source side), [`inbound`] (the destination side), [`splice`]
+//! (copying bytes), [`access`] (HTTP proxy, SOCKS5, per-Service listeners), [`dns`]
+//! (the embedded server), [`admin`] and [`metrics`], and [`node`], which wires them into
+//! one running node. Capture with nftables comes with the interception work.
 //!
 //! It may import `causeway-yaml`, `causeway-edge-core`, `causeway-api`,
 //! `causeway-tunnels` and `causeway-policies`; only the binary and `causeway-loadtests`
@@ -13,6 +17,7 @@ pub mod admin;
 pub mod balance;
 pub mod directory;
 pub mod dns;
+pub mod endpoint_guard;
 pub mod inbound;
 pub mod metrics;
 pub mod node;

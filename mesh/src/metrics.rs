@@ -1,5 +1,8 @@
 //! The node's metrics in Prometheus text: connections, bytes and errors per Service and
 //! endpoint node, plus the tunnel's and DNS's own counters read at scrape time.
+//!
+//! Labels come from the mesh's own names (canonical Service port labels, node names,
+//! fixed reasons), never from what a client or peer sent, so series stay bounded.
 
 use std::sync::Arc;
 
@@ -23,7 +26,8 @@ pub struct ConnectionLabels {
 pub struct ErrorLabels {
     /// `namespace/name:port`.
     pub service: String,
-    /// What failed: `no_ready_endpoints`, `connect`, `rate_limited`, `not_a_service`.
+    /// What failed: `no_ready_endpoints`, `connect`, `rate_limited`, `not_a_service`,
+    /// `not_an_endpoint` (a peer's request refused), `idle_timeout`.
     pub reason: String,
 }
 

@@ -1,13 +1,16 @@
 //! One mesh node: the store, its source, the tunnel endpoint, the policies, the inbound
 //! and outbound proxy, the access listeners and the admin endpoint, wired together and
 //! stopped together.
+//!
+//! The only place that wires the parts; the parts do not know of each other beyond the
+//! handles given here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_edge_core::metamanager::{MetaManager, StoreError};
+use causeway_edge_core::metamanager::{MetaManager, Snapshot, StoreError};
 use causeway_edge_core::source::{ManifestDirectory, ManifestStatus, ObjectSource};
 use causeway_tunnels::{IdentitySource, NodeName, Tunnel, TunnelConfig, TunnelError};
 use prometheus_client::registry::Registry;
@@ -18,9 +21,10 @@ use crate::access::{self, Access};
 use crate::admin::{self, AdminView};
 use crate::directory::SnapshotDirectory;
 use crate::dns::{DnsConfig, DnsError, DnsHandler, DnsServer};
+use crate::endpoint_guard::EndpointGuard;
 use crate::inbound::Inbound;
 use crate::metrics::{self, DnsAnswers, MeshMetrics, ReadAtScrape};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, OutboundConfig};
 use crate::policy_view::{Policies, PolicyCheck};
 use crate::ratelimit::Limiters;
 use crate::resolve::NameRules;
@@ -57,6 +61,14 @@ pub struct NodeConfig {
     pub rules: NameRules,
     /// Bytes copied at a time per connection.
     pub buffer: usize,
+    /// Let the HTTP proxy, SOCKS5, per-Service listeners and admin listen on addresses
+    /// other than loopback. They authenticate nobody: anyone who reaches them reaches
+    /// every Service of the mesh (and the admin endpoint, the whole snapshot).
+    pub allow_remote_clients: bool,
+    /// Dial endpoints on loopback addresses: for pods that run on loopback (the quick
+    /// start, tests). Off, an EndpointSlice cannot point the mesh at the node's own
+    /// loopback services.
+    pub allow_loopback_endpoints: bool,
 }
 
 impl NodeConfig {
@@ -83,6 +95,8 @@ impl NodeConfig {
             dns: None,
             rules: NameRules::default(),
             buffer: DEFAULT_BUFFER,
+            allow_remote_clients: false,
+            allow_loopback_endpoints: false,
         }
     }
 }
@@ -152,6 +166,19 @@ pub enum NodeError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A client listener would listen beyond loopback without being allowed to.
+    #[error(
+        "{what} would listen on {addr}, which is not loopback: it authenticates nobody, so anyone who reaches it reaches every Service of the mesh; listen on 127.0.0.1, or allow it explicitly (--allow-remote-clients)"
+    )]
+    NotLoopback {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+    },
+    /// The store could not be opened on a blocking thread.
+    #[error("cannot open the node store: {0}")]
+    Blocking(String),
     /// The state directory could not be made.
     #[error("cannot create the state directory {path}: {source}")]
     StateDir {
@@ -179,7 +206,7 @@ pub struct NodeAddresses {
     pub services: Vec<SocketAddr>,
 }
 
-/// A running node.
+/// A running node. Dropping it without [`MeshNode::stop`] aborts its tasks.
 #[derive(Debug)]
 pub struct MeshNode {
     name: String,
@@ -189,26 +216,124 @@ pub struct MeshNode {
     dns: Option<DnsServer>,
     shutdown: watch::Sender<bool>,
     tasks: NodeTasks,
+    manifests: Option<Arc<std::sync::Mutex<ManifestStatus>>>,
 }
 
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
+impl Drop for MeshNode {
+    fn drop(&mut self) {
+        // The tasks hold the node's parts (and through them the task set itself):
+        // aborting them breaks that cycle and lets every socket go.
+        let _ = self.shutdown.send(true);
+        self.tasks.abort();
+    }
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    allow_remote: bool,
+) -> Result<TcpListener, NodeError> {
+    if !allow_remote && !addr.ip().is_loopback() {
+        return Err(NodeError::NotLoopback { addr, what });
+    }
     TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Listen { addr, what, source })
 }
 
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    what: &'static str,
+    allow_remote: bool,
+) -> Result<Option<TcpListener>, NodeError> {
+    match addr {
+        Some(addr) => Ok(Some(bind(addr, what, allow_remote).await?)),
+        None => Ok(None),
+    }
+}
+
+/// How often the node forgets state of Services that are gone and rate-limit buckets
+/// nobody used lately.
+const HOUSEKEEPING: Duration = Duration::from_secs(30);
+
 impl MeshNode {
-    /// Starts a node.
+    /// Starts a node. Every socket is bound before anything runs; when one cannot be,
+    /// the node lets go of what it had and says which.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let node = NodeName::new(&config.name).map_err(|e| NodeError::Name(e.to_string()))?;
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| NodeError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
-        let store = MetaManager::open(&config.state_dir.join("node.db"))?;
+        tokio::fs::create_dir_all(&config.state_dir)
+            .await
+            .map_err(|source| NodeError::StateDir {
+                path: config.state_dir.clone(),
+                source,
+            })?;
+        let db = config.state_dir.join("node.db");
+        let store = tokio::task::spawn_blocking(move || MetaManager::open(&db))
+            .await
+            .map_err(|e| NodeError::Blocking(e.to_string()))??;
+
+        // Client listeners first: nothing runs until all are bound.
+        let remote = config.allow_remote_clients;
+        let mut service_listeners = Vec::new();
+        for service in &config.service_listeners {
+            let listener = bind(service.listen, "a service listener", remote).await?;
+            service_listeners.push((listener, service.clone()));
+        }
+        let http_proxy = bind_optional(config.http_proxy, "the HTTP proxy", remote).await?;
+        let socks = bind_optional(config.socks, "SOCKS5", remote).await?;
+        let admin = bind_optional(config.admin, "the admin endpoint", remote).await?;
+        if let Some(dns) = &config.dns
+            && !remote
+            && let Some(addr) = dns
+                .udp
+                .iter()
+                .chain(&dns.tcp)
+                .find(|a| !a.ip().is_loopback())
+        {
+            return Err(NodeError::NotLoopback {
+                addr: *addr,
+                what: "the DNS server",
+            });
+        }
+        let directory = Arc::new(SnapshotDirectory::new(store.clone()));
+        let (tunnel, incoming) =
+            Tunnel::bind(config.tunnel.clone(), config.identity, directory).await?;
+        let dns = match config.dns {
+            Some(dns) => match DnsServer::start(dns, store.clone()).await {
+                Ok(server) => Some(server),
+                Err(error) => {
+                    tunnel.close().await;
+                    return Err(error.into());
+                }
+            },
+            None => None,
+        };
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let addresses = NodeAddresses {
+            tunnel: Some(tunnel.local_addr()),
+            http_proxy: local(&http_proxy),
+            socks: local(&socks),
+            admin: local(&admin),
+            dns: dns.as_ref().and_then(|d| d.udp_addrs().first().copied()),
+            services: service_listeners
+                .iter()
+                .filter_map(|(l, _)| l.local_addr().ok())
+                .collect(),
+        };
+        let mut own = vec![tunnel.local_addr()];
+        own.extend(addresses.http_proxy);
+        own.extend(addresses.socks);
+        own.extend(addresses.admin);
+        own.extend(addresses.services.iter().copied());
+        if let Some(dns) = &dns {
+            own.extend(dns.udp_addrs().iter().chain(dns.tcp_addrs()).copied());
+        }
+        let guard = EndpointGuard::new(config.allow_loopback_endpoints, own);
+
+        // Everything is bound: from here on nothing fails, and everything runs as one
+        // of the node's tasks.
         let (shutdown, stopped) = watch::channel(false);
         let tasks = NodeTasks::default();
-
         let mut manifest_status = None;
         if let Some(dir) = &config.manifests {
             let source = ManifestDirectory::new(dir, config.manifests_interval)
@@ -216,46 +341,54 @@ impl MeshNode {
             manifest_status = Some(source.status());
             tasks.spawn(source.run(store.clone(), stopped.clone()));
         }
-
+        // Compiling policies is CPU work: off the async threads. The first set is in
+        // force before any listener serves.
         let policies = Arc::new(Policies::default());
-        policies.update(&store.snapshot());
+        let compile = |policies: &Arc<Policies>, snapshot: Arc<Snapshot>| {
+            let policies = Arc::clone(policies);
+            tokio::task::spawn_blocking(move || policies.update(&snapshot))
+        };
+        let mut snapshots = store.watch();
+        let _ = compile(&policies, store.snapshot()).await;
         {
             let policies = Arc::clone(&policies);
-            let mut snapshots = store.watch();
             tasks.spawn(async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
-                    policies.update(&snapshot);
+                    let _ = compile(&policies, snapshot).await;
                 }
             });
         }
-
-        let directory = Arc::new(SnapshotDirectory::new(store.clone()));
-        let (tunnel, incoming) =
-            Tunnel::bind(config.tunnel.clone(), config.identity, directory).await?;
         let metrics = Arc::new(MeshMetrics::default());
         let limiters = Arc::new(Limiters::default());
-        let connect_timeout = config.tunnel.timeouts.connect;
         let inbound = Arc::new(Inbound {
             node: config.name.clone(),
             store: store.clone(),
             policies: Arc::clone(&policies),
             limiters: Arc::clone(&limiters),
             metrics: Arc::clone(&metrics),
-            connect_timeout,
+            guard: guard.clone(),
             buffer: config.buffer,
             udp_idle: Duration::from_secs(60),
             tasks: tasks.clone(),
         });
         tasks.spawn(inbound.serve(incoming));
-
-        let outbound = Arc::new(Outbound::new(
+        let outbound = Arc::new(Outbound::new(OutboundConfig {
             node,
+            site: config.site.clone(),
+            store: store.clone(),
+            policies: Arc::clone(&policies),
+            limiters: Arc::clone(&limiters),
+            tunnel: tunnel.clone(),
+            metrics: Arc::clone(&metrics),
+            guard,
+        }));
+        tasks.spawn(housekeeping(
+            config.name.clone(),
             config.site.clone(),
-            Arc::clone(&policies),
+            store.clone(),
+            Arc::clone(&outbound),
             limiters,
-            tunnel.clone(),
-            Arc::clone(&metrics),
         ));
         let access = Arc::new(Access {
             rules: config.rules.clone(),
@@ -265,81 +398,21 @@ impl MeshNode {
             buffer: config.buffer,
             tasks: tasks.clone(),
         });
-        let mut addresses = NodeAddresses {
-            tunnel: Some(tunnel.local_addr()),
-            ..NodeAddresses::default()
-        };
-        for service in &config.service_listeners {
-            let listener = bind(service.listen, "a service listener").await?;
-            addresses
-                .services
-                .push(listener.local_addr().unwrap_or(service.listen));
+        for (listener, service) in service_listeners {
             tasks.spawn(access::serve_service(
                 listener,
                 Arc::clone(&access),
-                service.clone(),
+                service,
             ));
         }
-        let dns = match config.dns {
-            Some(dns) => Some(DnsServer::start(dns, store.clone()).await?),
-            None => None,
-        };
-        addresses.dns = dns.as_ref().and_then(|d| d.udp_addrs().first().copied());
-        if let Some(addr) = config.http_proxy {
-            let listener = bind(addr, "the HTTP proxy").await?;
-            addresses.http_proxy = listener.local_addr().ok();
+        if let Some(listener) = http_proxy {
             tasks.spawn(access::http::serve(listener, Arc::clone(&access)));
         }
-        if let Some(addr) = config.socks {
-            let listener = bind(addr, "SOCKS5").await?;
-            addresses.socks = listener.local_addr().ok();
+        if let Some(listener) = socks {
             tasks.spawn(access::serve_socks(listener, Arc::clone(&access)));
         }
-        if let Some(addr) = config.admin {
-            let listener = bind(addr, "the admin endpoint").await?;
-            addresses.admin = listener.local_addr().ok();
-            let mut registry = metrics::registry(&metrics);
-            let tunnel_for_metrics = tunnel.clone();
-            registry.register_collector(Box::new(ReadAtScrape::new("tunnel", move || {
-                let m = tunnel_for_metrics.metrics();
-                vec![
-                    (
-                        "links_established",
-                        "Tunnel links established",
-                        m.links_established,
-                    ),
-                    ("links_closed", "Tunnel links closed", m.links_closed),
-                    ("dial_failures", "Tunnel dials that failed", m.dial_failures),
-                    ("streams_opened", "Tunnel streams opened", m.streams_opened),
-                    (
-                        "streams_accepted",
-                        "Tunnel streams accepted",
-                        m.streams_accepted,
-                    ),
-                    (
-                        "rejected_certificates",
-                        "Peer certificates refused",
-                        m.rejected_expired
-                            + m.rejected_unknown_ca
-                            + m.rejected_wrong_node
-                            + m.rejected_bad_certificate,
-                    ),
-                    (
-                        "rejected_headers",
-                        "Streams refused for a bad header",
-                        m.rejected_headers,
-                    ),
-                    (
-                        "relay_sessions",
-                        "Sessions relayed by this node",
-                        m.relay_sessions,
-                    ),
-                ]
-            })));
-            if let Some(dns) = &dns {
-                let handler = dns.handler();
-                registry.register_collector(Box::new(DnsAnswers::new(move || handler.stats())));
-            }
+        if let Some(listener) = admin {
+            let registry = admin_registry(&metrics, &tunnel, dns.as_ref());
             let view = Arc::new(View {
                 dns: dns
                     .as_ref()
@@ -350,11 +423,11 @@ impl MeshNode {
                 tunnel: tunnel.clone(),
                 policies,
                 registry,
-                manifests: manifest_status,
+                manifests: manifest_status.clone(),
             });
             tasks.spawn(admin::serve(listener, view, tasks.clone()));
         }
-        tracing::info!(node = %config.name, site = ?config.site, tunnel = ?addresses.tunnel, http_proxy = ?addresses.http_proxy, socks = ?addresses.socks, admin = ?addresses.admin, "node up");
+        tracing::info!(node = %config.name, site = ?config.site, tunnel = ?addresses.tunnel, http_proxy = ?addresses.http_proxy, socks = ?addresses.socks, admin = ?addresses.admin, dns = ?addresses.dns, "node up");
         Ok(Self {
             name: config.name,
             store,
@@ -363,7 +436,26 @@ impl MeshNode {
             dns,
             shutdown,
             tasks,
+            manifests: manifest_status,
         })
+    }
+
+    /// Whether the node has its objects: its manifests source was read at least once,
+    /// or it has no source and serves from its store.
+    pub fn is_ready(&self) -> bool {
+        is_ready(self.manifests.as_ref())
+    }
+
+    /// Waits until [`MeshNode::is_ready`], at most `limit`; returns whether it is.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Where the node listens.
@@ -387,14 +479,105 @@ impl MeshNode {
     }
 
     /// Stops every task, closes the links and the listeners.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         self.tasks.stop().await;
-        if let Some(dns) = self.dns {
+        if let Some(dns) = self.dns.take() {
             dns.shutdown().await;
         }
         self.tunnel.close().await;
         tracing::info!(node = %self.name, "node stopped");
+    }
+}
+
+fn is_ready(manifests: Option<&Arc<std::sync::Mutex<ManifestStatus>>>) -> bool {
+    match manifests {
+        Some(status) => status.lock().is_ok_and(|s| s.reads > 0),
+        None => true,
+    }
+}
+
+/// The admin endpoint's metrics: the proxy's own, the tunnel's and the DNS server's
+/// counters read at scrape time.
+fn admin_registry(
+    metrics: &Arc<MeshMetrics>,
+    tunnel: &Tunnel,
+    dns: Option<&DnsServer>,
+) -> Registry {
+    let mut registry = metrics::registry(metrics);
+    let tunnel = tunnel.clone();
+    registry.register_collector(Box::new(ReadAtScrape::new("tunnel", move || {
+        let m = tunnel.metrics();
+        vec![
+            (
+                "links_established",
+                "Tunnel links established",
+                m.links_established,
+            ),
+            ("links_closed", "Tunnel links closed", m.links_closed),
+            ("dial_failures", "Tunnel dials that failed", m.dial_failures),
+            ("streams_opened", "Tunnel streams opened", m.streams_opened),
+            (
+                "streams_accepted",
+                "Tunnel streams accepted",
+                m.streams_accepted,
+            ),
+            (
+                "rejected_certificates",
+                "Peer certificates refused",
+                m.rejected_expired
+                    + m.rejected_unknown_ca
+                    + m.rejected_wrong_node
+                    + m.rejected_bad_certificate,
+            ),
+            (
+                "rejected_headers",
+                "Streams refused for a bad header",
+                m.rejected_headers,
+            ),
+            (
+                "relay_sessions",
+                "Sessions relayed by this node",
+                m.relay_sessions,
+            ),
+        ]
+    })));
+    if let Some(dns) = dns {
+        let handler = dns.handler();
+        registry.register_collector(Box::new(DnsAnswers::new(move || handler.stats())));
+    }
+    registry
+}
+
+/// Now and then: forget the state of Service ports that are gone and rate-limit
+/// buckets nobody used lately; say once when the configured site disagrees with the
+/// node's own Node object.
+async fn housekeeping(
+    name: String,
+    site: Option<String>,
+    store: MetaManager,
+    outbound: Arc<Outbound>,
+    limiters: Arc<Limiters>,
+) {
+    let mut warned = false;
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        tick.tick().await;
+        let snapshot = store.snapshot();
+        outbound.prune(&snapshot);
+        limiters.prune(|label| {
+            crate::inbound::parse_label(label).is_some_and(|(namespace, service, _)| {
+                snapshot.service(namespace, service).is_some()
+            })
+        });
+        let labelled = snapshot.node(&name).and_then(|n| n.site.clone());
+        if !warned
+            && let (Some(configured), Some(labelled)) = (&site, &labelled)
+            && configured != labelled
+        {
+            tracing::warn!(node = %name, configured = %configured, node_label = %labelled, "the configured site differs from the node's causeway.dev/site label; locality uses the configured one");
+            warned = true;
+        }
     }
 }
 
@@ -411,8 +594,10 @@ struct View {
 }
 
 impl AdminView for View {
+    /// Ready once the node has its objects: read from its manifests source at least
+    /// once, or — without a source — from its store.
     fn ready(&self) -> bool {
-        true
+        is_ready(self.manifests.as_ref())
     }
 
     fn metrics(&self) -> String {

@@ -7,6 +7,9 @@
 //! node, whose mesh applies the destination-side policy and dials it. A failed connect is
 //! retried on the next endpoint — never after bytes have flowed. Connect attempts are
 //! bounded by the plan's connect timeout.
+//!
+//! It reads the store, the policies and the tunnel's view of peers; it never writes to the
+//! store, and dials only endpoints the node's `EndpointGuard` allows.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use causeway_edge_core::metamanager::ServiceView;
+use causeway_edge_core::metamanager::{MetaManager, ServiceView, Snapshot};
 use causeway_policies::ServicePolicy;
 use causeway_policies::plan::{EnforcementPoint, HashKey, LoadBalancer};
 use causeway_tunnels::{
@@ -26,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::balance::{self, CallerLocation, Candidate, PickContext, ServiceBalancer};
+use crate::endpoint_guard::EndpointGuard;
 use crate::metrics::{ConnectionLabels, MeshMetrics};
 use crate::outlier::OutlierDetector;
 use crate::policy_view::Policies;
@@ -48,6 +52,21 @@ fn retry_after_ms(message: &str) -> u128 {
         .unwrap_or(1)
 }
 
+/// How long a stream to a remote endpoint may take to be accepted: the connect
+/// timeout, plus the queue wait when the destination queues over its QPS limit (else
+/// the source would give up on a connection the destination is about to admit).
+fn remote_budget(plan: &ServicePolicy) -> std::time::Duration {
+    match &plan.rate_limit {
+        Some(limit) if limit.enforce_at == EnforcementPoint::Destination => match limit.on_limit {
+            causeway_policies::plan::OnLimit::Queue { max_wait } => {
+                plan.timeouts.connect + max_wait
+            }
+            causeway_policies::plan::OnLimit::Reject => plan.timeouts.connect,
+        },
+        _ => plan.timeouts.connect,
+    }
+}
+
 /// The most endpoints one connection tries.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -60,11 +79,25 @@ pub enum ConnectError {
         /// What was asked for.
         host: String,
     },
+    /// The Service exists but has no such port.
+    #[error("{service} has no port {port}; its ports: {ports}")]
+    NoSuchPort {
+        /// `namespace/name`.
+        service: String,
+        /// The port asked for.
+        port: u16,
+        /// The ports it has.
+        ports: String,
+    },
     /// The Service has no ready endpoint (answered at once, not after a wait).
-    #[error("{service} has no ready endpoints")]
+    #[error(
+        "{service} has no ready endpoints ({endpoints} listed); check that its pods are running and ready and that its EndpointSlices reached this node"
+    )]
     NoReadyEndpoints {
         /// `namespace/name:port`.
         service: String,
+        /// Endpoints listed, ready or not.
+        endpoints: usize,
     },
     /// Over the Service's QPS limit.
     #[error("{service} is over its rate limit; retry in {retry_after_ms} ms")]
@@ -162,6 +195,8 @@ pub struct Connection {
     pub label: String,
     /// Close after this long with no bytes either way (the plan's idle timeout).
     pub idle: Option<std::time::Duration>,
+    /// How long a whole request may take (the plan's request timeout), for L7 paths.
+    pub request_timeout: Option<std::time::Duration>,
     /// Hold for as long as the connection is in use.
     pub guard: ConnectionGuard,
 }
@@ -178,43 +213,78 @@ struct PortState {
     outliers: Option<Arc<OutlierDetector>>,
 }
 
-/// The connector shared by every listener of a node.
+/// What an [`Outbound`] needs from its node.
 #[derive(Debug)]
-pub struct Outbound {
+pub struct OutboundConfig {
     /// This node.
     pub node: NodeName,
-    /// This node's site.
+    /// This node's site as configured; `None` reads it from the node's own Node object
+    /// (label `causeway.dev/site`) in the store, at every connection.
     pub site: Option<String>,
+    /// The node store.
+    pub store: MetaManager,
     /// The policies in force.
     pub policies: Arc<Policies>,
-    /// QPS limiters.
+    /// QPS limiters, shared with the inbound side (a destination limit counts callers on
+    /// this node and on others alike).
     pub limiters: Arc<Limiters>,
     /// The tunnel endpoint.
     pub tunnel: Tunnel,
     /// Counters.
     pub metrics: Arc<MeshMetrics>,
+    /// Which endpoint addresses may be dialled.
+    pub guard: EndpointGuard,
+}
+
+/// The connector shared by every listener of a node.
+#[derive(Debug)]
+pub struct Outbound {
+    config: OutboundConfig,
     ports: Mutex<HashMap<String, Arc<PortState>>>,
 }
 
 impl Outbound {
-    /// A connector for `node`.
-    pub fn new(
-        node: NodeName,
-        site: Option<String>,
-        policies: Arc<Policies>,
-        limiters: Arc<Limiters>,
-        tunnel: Tunnel,
-        metrics: Arc<MeshMetrics>,
-    ) -> Self {
+    /// A connector for a node.
+    pub fn new(config: OutboundConfig) -> Self {
         Self {
-            node,
-            site,
-            policies,
-            limiters,
-            tunnel,
-            metrics,
+            config,
             ports: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The plan in force for `target`.
+    pub fn plan(&self, target: &ServiceTarget) -> Arc<ServicePolicy> {
+        let service = &target.service;
+        Arc::clone(self.config.policies.set().lookup(
+            &service.namespace,
+            &service.name,
+            target.port.port,
+        ))
+    }
+
+    /// Forgets the state of Service ports the store no longer has, and the limiters'
+    /// buckets nobody used lately. Run now and then by the node.
+    pub fn prune(&self, snapshot: &Snapshot) {
+        if let Ok(mut ports) = self.ports.lock() {
+            ports.retain(|_, state| {
+                snapshot
+                    .service(&state.service.namespace, &state.service.name)
+                    .is_some()
+            });
+        }
+    }
+
+    /// This node's site: as configured, else its Node object's label.
+    fn site(&self) -> Option<Arc<str>> {
+        if let Some(site) = &self.config.site {
+            return Some(Arc::from(site.as_str()));
+        }
+        self.config
+            .store
+            .snapshot()
+            .node(self.config.node.as_str())
+            .and_then(|n| n.site.as_deref())
+            .map(Arc::from)
     }
 
     /// The state of a Service port: kept while the Service and the plan are the same
@@ -254,7 +324,7 @@ impl Outbound {
         let mut remote_nodes: Vec<NodeName> = Vec::new();
         for candidate in &candidates {
             if let Some(node) = candidate.node.as_deref()
-                && node != self.node.as_str()
+                && node != self.config.node.as_str()
                 && !remote_nodes.iter().any(|n| n.as_str() == node)
                 && let Ok(name) = NodeName::new(node)
             {
@@ -271,6 +341,10 @@ impl Outbound {
             (Some(p), Some(detection))
                 if p.outliers.as_ref().is_some_and(|o| o.plan() == detection) =>
             {
+                let ids: Vec<SocketAddr> = candidates.iter().map(|c| c.id).collect();
+                if let Some(outliers) = &p.outliers {
+                    outliers.retain(&ids);
+                }
                 p.outliers.clone()
             }
             (_, Some(detection)) => Some(Arc::new(OutlierDetector::new(detection))),
@@ -296,7 +370,7 @@ impl Outbound {
             .iter()
             .filter(|node| {
                 matches!(
-                    self.tunnel.reachability(node),
+                    self.config.tunnel.reachability(node),
                     Reachability::Failing { retry_in, dialling, .. } if dialling || !retry_in.is_zero()
                 )
             })
@@ -325,35 +399,38 @@ impl Outbound {
         }
     }
 
-    /// Connects a client to an endpoint of `target`.
+    /// Connects a client to an endpoint of `target`; `hash` is the consistent-hash key
+    /// of the request (header, cookie or query value) when the plan hashes on one.
     pub async fn connect(
         &self,
         target: &ServiceTarget,
         client: Option<SocketAddr>,
+        hash: Option<u64>,
     ) -> Result<Connection, ConnectError> {
         let label = target.label();
-        let service = &target.service;
-        let plan = Arc::clone(self.policies.set().lookup(
-            &service.namespace,
-            &service.name,
-            target.port.port,
-        ));
+        let plan = self.plan(target);
         let state = self.port_state(target, &label, &plan);
-        if !state.candidates.iter().any(|c| c.ready) {
-            self.metrics.error(&label, "no_ready_endpoints");
-            return Err(ConnectError::NoReadyEndpoints { service: label });
+        let ready = state.candidates.iter().filter(|c| c.ready).count();
+        if ready == 0 {
+            self.config.metrics.error(&label, "no_ready_endpoints");
+            return Err(ConnectError::NoReadyEndpoints {
+                service: label,
+                endpoints: state.candidates.len(),
+            });
         }
         let candidates = self.reachable_candidates(&state);
         let ejections = state.outliers.as_ref().map(|o| o.view());
+        let site = self.site();
         let caller = CallerLocation {
-            node: Some(self.node.as_str()),
-            site: self.site.as_deref(),
+            node: Some(self.config.node.as_str()),
+            site: site.as_deref(),
         };
         let hash = match &plan.load_balancer {
             LoadBalancer::ConsistentHash {
                 key: HashKey::SourceIp,
                 ..
             } => client.map(|c| balance::hash_ip(c.ip())),
+            LoadBalancer::ConsistentHash { .. } => hash,
             _ => None,
         };
         let mut excluded: Vec<SocketAddr> = Vec::new();
@@ -365,10 +442,15 @@ impl Outbound {
                 if let Some(key) = hash {
                     context = context.with_hash(key);
                 }
-                if let Some(ejections) = &ejections {
-                    context = context.with_ejections(ejections);
-                }
-                state.balancer.pick(&candidates, &context)
+                let with_ejections = match &ejections {
+                    Some(ejections) => state
+                        .balancer
+                        .pick(&candidates, &context.with_ejections(ejections)),
+                    None => None,
+                };
+                // With every healthy endpoint ejected, ejection would take the Service
+                // down: ignore it ("panic mode"), as Envoy does.
+                with_ejections.or_else(|| state.balancer.pick(&candidates, &context))
             };
             let Some(mut pick) = picked else {
                 break;
@@ -377,19 +459,24 @@ impl Outbound {
             let remote_node = candidates[pick.index()]
                 .node
                 .as_deref()
-                .filter(|n| *n != self.node.as_str())
+                .filter(|n| *n != self.config.node.as_str())
                 .map(str::to_string);
-            if attempts.is_empty()
-                && let Some(limit) = &plan.rate_limit
-                && limit.enforce_at == EnforcementPoint::Source
-            {
-                let limiter = self.limiters.get(&label, limit);
-                if let Err(limited) = limiter.admit(endpoint, client.map(|c| c.ip())).await {
-                    self.metrics.error(&label, "rate_limited");
-                    return Err(ConnectError::RateLimited {
-                        service: label,
-                        retry_after_ms: limited.retry_after.as_millis().max(1),
-                    });
+            if let Some(limit) = &plan.rate_limit {
+                // A source limit counts each connection once; a destination limit counts
+                // callers on this node here, those on other nodes at the destination.
+                let applies = match limit.enforce_at {
+                    EnforcementPoint::Source => attempts.is_empty(),
+                    EnforcementPoint::Destination => remote_node.is_none(),
+                };
+                if applies {
+                    let limiter = self.config.limiters.get(&label, limit);
+                    if let Err(limited) = limiter.admit(endpoint, client.map(|c| c.ip())).await {
+                        self.config.metrics.error(&label, "rate_limited");
+                        return Err(ConnectError::RateLimited {
+                            service: label,
+                            retry_after_ms: limited.retry_after.as_millis().max(1),
+                        });
+                    }
                 }
             }
             let started = Instant::now();
@@ -410,24 +497,25 @@ impl Outbound {
                         service: label.clone(),
                         endpoint_node: remote_node.clone().unwrap_or_else(|| "local".into()),
                     };
-                    self.metrics.connections.get_or_create(&labels).inc();
-                    self.metrics.active.get_or_create(&labels).inc();
+                    self.config.metrics.connections.get_or_create(&labels).inc();
+                    self.config.metrics.active.get_or_create(&labels).inc();
                     return Ok(Connection {
                         upstream,
                         endpoint,
                         remote_node,
                         label,
                         idle: plan.timeouts.idle,
+                        request_timeout: plan.timeouts.request,
                         guard: ConnectionGuard {
                             _pick: pick,
-                            active: Some((Arc::clone(&self.metrics), labels)),
+                            active: Some((Arc::clone(&self.config.metrics), labels)),
                         },
                     });
                 }
                 Err(DialFailure::RateLimited(message)) => {
                     // The destination's limit holds for the Service there; trying
                     // another endpoint would only spread the excess.
-                    self.metrics.error(&label, "rate_limited");
+                    self.config.metrics.error(&label, "rate_limited");
                     tracing::debug!(service = %label, %endpoint, %message, "rate limited at the destination");
                     return Err(ConnectError::RateLimited {
                         service: label,
@@ -437,18 +525,21 @@ impl Outbound {
                 Err(DialFailure::Failed(reason)) => {
                     pick.record_failure();
                     if let Some(outliers) = &state.outliers {
-                        outliers.failure(endpoint, state.candidates.len());
+                        outliers.failure(endpoint, ready);
                     }
                     tracing::debug!(service = %label, %endpoint, %reason, "endpoint failed to connect; trying the next");
-                    self.metrics.error(&label, "connect");
+                    self.config.metrics.error(&label, "connect");
                     attempts.push(format!("{endpoint}: {reason}"));
                     excluded.push(endpoint);
                 }
             }
         }
         if attempts.is_empty() {
-            self.metrics.error(&label, "no_ready_endpoints");
-            return Err(ConnectError::NoReadyEndpoints { service: label });
+            self.config.metrics.error(&label, "no_ready_endpoints");
+            return Err(ConnectError::NoReadyEndpoints {
+                service: label,
+                endpoints: state.candidates.len(),
+            });
         }
         Err(ConnectError::AllFailed {
             service: label,
@@ -490,7 +581,8 @@ impl Outbound {
             source_workload: String::new(),
         });
         let opened =
-            tokio::time::timeout(plan.timeouts.connect, self.tunnel.open(&peer, request)).await;
+            tokio::time::timeout(remote_budget(plan), self.config.tunnel.open(&peer, request))
+                .await;
         match opened {
             Ok(Ok(stream)) => Ok(Upstream::Tunnel(stream)),
             Ok(Err(OpenError::Refused {
@@ -501,7 +593,7 @@ impl Outbound {
             Ok(Err(error)) => Err(DialFailure::Failed(error.to_string())),
             Err(_) => Err(DialFailure::Failed(format!(
                 "no answer from node {node} within {:?}",
-                plan.timeouts.connect
+                remote_budget(plan)
             ))),
         }
     }

@@ -5,11 +5,14 @@
 //! `base_ejection_time × n`, where `n` counts its ejections since it last succeeded, and
 //! never more than `max_ejection_percent` of the port's endpoints are out at once. An
 //! ejection ends when its time is up (checked when a pick reads the view, so the plan's
-//! `interval` needs no timer of its own); the endpoint's next outcome decides whether it
-//! stays in.
+//! `interval` needs no timer of its own); the endpoint is then picked again, and
+//! `consecutive_errors` new failures in a row eject it again, for longer. A percentage
+//! above zero always allows at least one endpoint out, as in Envoy.
 //!
 //! Picks read an immutable [`Ejections`] view, so the hot path takes no lock; outcomes
 //! take a short one.
+//!
+//! It records outcomes and answers who is ejected; it dials nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -87,6 +90,23 @@ impl OutlierDetector {
         }
     }
 
+    /// Forgets endpoints that are no longer among `current`.
+    pub fn retain(&self, current: &[SocketAddr]) {
+        if let Ok(mut health) = self.health.lock() {
+            health.retain(|id, _| current.contains(id));
+        }
+        let now = Instant::now();
+        let ejected = self.ejected.load();
+        if ejected.keys().any(|id| !current.contains(id)) {
+            let kept: HashMap<SocketAddr, Instant> = ejected
+                .iter()
+                .filter(|(id, until)| current.contains(id) && **until > now)
+                .map(|(id, until)| (*id, *until))
+                .collect();
+            self.ejected.store(Arc::new(kept));
+        }
+    }
+
     /// Records a success of `endpoint`: its failures in a row start again from zero.
     pub fn success(&self, endpoint: SocketAddr) {
         let Ok(mut health) = self.health.lock() else {
@@ -117,7 +137,14 @@ impl OutlierDetector {
             .iter()
             .filter(|(id, until)| **until > now && **id != endpoint)
             .count();
-        let allowed = endpoints * usize::from(self.plan.max_ejection_percent) / 100;
+        // Envoy's rule: a percentage above zero always allows one ejection, or a small
+        // Service (most at the edge) could never eject its one bad endpoint.
+        let percent = usize::from(self.plan.max_ejection_percent);
+        let allowed = if percent == 0 {
+            0
+        } else {
+            (endpoints * percent / 100).max(1)
+        };
         if out_now + 1 > allowed {
             return false;
         }
@@ -190,6 +217,19 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(30));
         assert!(!detector.view().is_ejected(addr(1)));
+    }
+
+    #[test]
+    fn the_default_plan_ejects_the_bad_endpoint_of_a_small_service() {
+        let detector = OutlierDetector::new(&OutlierDetection::default());
+        let dead = addr(1);
+        let ejected = (0..50).any(|_| detector.failure(dead, 5));
+        assert!(ejected, "one of five may always be ejected");
+        detector.retain(&[addr(2)]);
+        assert!(
+            !detector.view().is_ejected(dead),
+            "forgotten once it left the Service"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! version, an invalid one is reported and its last good version (if any) stays in force.
 //! The set is rebuilt from the last good versions and swapped in whole, so a request sees
 //! either the old set or the new one, never a mix.
+//!
+//! It compiles and holds policies; it does not apply them to traffic.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -63,7 +65,7 @@ impl Policies {
             } else {
                 for d in report.diagnostics.iter().filter(|d| d.is_error()) {
                     let rendered = render_text(d, &report.sources);
-                    tracing::warn!(policy = %raw.key, "refused a policy: {}", rendered.trim_end());
+                    tracing::warn!(policy = %raw.key, diagnostic = %rendered.trim_end(), "refused a policy");
                     problems.push(rendered);
                 }
                 if let Some(previous) = state.last_good.get(&raw.key) {
@@ -80,7 +82,7 @@ impl Policies {
         for d in report.diagnostics.iter().filter(|d| d.is_error()) {
             // Conflicts between policies that are each valid.
             let rendered = render_text(d, &report.sources);
-            tracing::warn!("{}", rendered.trim_end());
+            tracing::warn!(diagnostic = %rendered.trim_end(), "two policies conflict");
             problems.push(rendered);
         }
         tracing::info!(

@@ -1,6 +1,8 @@
 //! QPS limits from the policy plan, enforced with GCRA (`governor`): one shared keyed
 //! limiter per Service port and plan, used by every connection, swapped when the plan
 //! changes. For TCP ports a limit counts new connections.
+//!
+//! It counts and waits; it does not refuse connections itself (its callers do).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -88,6 +90,29 @@ pub struct Limiters {
 }
 
 impl Limiters {
+    /// Keeps the limiters of the Service ports `live` says still exist, and in each
+    /// drops the buckets that are full again (nobody used them lately).
+    pub fn prune(&self, live: impl Fn(&str) -> bool) {
+        let Ok(mut map) = self.by_port.lock() else {
+            return;
+        };
+        map.retain(|label, _| live(label));
+        for limiter in map.values() {
+            limiter.buckets.retain_recent();
+            limiter.buckets.shrink_to_fit();
+        }
+    }
+
+    /// How many Service ports have a limiter.
+    pub fn len(&self) -> usize {
+        self.by_port.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The limiter for `target` (a `namespace/name:port` label) under `plan`.
     pub fn get(&self, target: &str, plan: &RateLimit) -> Arc<Limiter> {
         let Ok(mut map) = self.by_port.lock() else {

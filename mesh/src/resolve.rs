@@ -6,6 +6,8 @@
 //! (`<ns>.svc.<domain>`, `svc.<domain>`, `<domain>`), so `echo`, `echo.demo` and
 //! `echo.demo.svc` all work. Anything that is not a Service of the mesh resolves to
 //! nothing: the access listeners carry mesh traffic only.
+//!
+//! Pure lookups over a snapshot: no I/O, no DNS queries.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -89,20 +91,60 @@ impl NameRules {
 
     /// The Service port `host:port` names: a service IP, or a name.
     pub fn target(&self, snapshot: &Snapshot, host: &str, port: u16) -> Option<ServiceTarget> {
+        self.resolve(snapshot, host, port).ok()
+    }
+
+    /// Like [`NameRules::target`], telling "no such Service" from "no such port".
+    pub fn resolve(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        port: u16,
+    ) -> Result<ServiceTarget, Unresolved> {
         let service = match host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()
         {
-            Ok(ip) => snapshot.service_by_ip(ip)?,
-            Err(_) => self.service(snapshot, host)?,
+            Ok(ip) => snapshot.service_by_ip(ip),
+            Err(_) => self.service(snapshot, host),
+        }
+        .ok_or(Unresolved::NotAService)?;
+        let Some(found) = service.port(port, Protocol::Tcp) else {
+            let ports: Vec<String> = service
+                .ports
+                .iter()
+                .filter(|p| p.protocol == Protocol::Tcp)
+                .map(|p| p.port.to_string())
+                .collect();
+            return Err(Unresolved::NoSuchPort {
+                service: format!("{}/{}", service.namespace, service.name),
+                ports: if ports.is_empty() {
+                    "none".into()
+                } else {
+                    ports.join(", ")
+                },
+            });
         };
-        let port = service.port(port, Protocol::Tcp)?.clone();
-        Some(ServiceTarget {
+        Ok(ServiceTarget {
             service: Arc::clone(service),
-            port,
+            port: found.clone(),
         })
     }
+}
+
+/// Why a host and port name no Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// No Service of the mesh has that name or ClusterIP.
+    NotAService,
+    /// The Service exists without that port.
+    NoSuchPort {
+        /// `namespace/name`.
+        service: String,
+        /// Its TCP ports.
+        ports: String,
+    },
 }
 
 #[cfg(test)]

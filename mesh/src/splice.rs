@@ -5,6 +5,8 @@
 //!
 //! Activity is seen on the client's side only: bytes read from it (client → endpoint)
 //! and bytes written to it (endpoint → client) are all the bytes there are.
+//!
+//! It copies; it does not resolve, balance, or count anything but bytes.
 
 use std::io;
 use std::pin::Pin;

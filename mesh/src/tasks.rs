@@ -1,6 +1,8 @@
 //! The tasks of one node — per connection, per stream, per request driver — owned in
 //! one place, so stopping the node ends every one of them and lets go of every socket
 //! they hold, as a process that exits would.
+//!
+//! It spawns and stops tasks; it knows nothing of what they do.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -10,7 +12,14 @@ use tokio::task::JoinSet;
 /// A node's spawned tasks. Clones share the set.
 #[derive(Debug, Clone, Default)]
 pub struct NodeTasks {
-    set: Arc<Mutex<JoinSet<()>>>,
+    set: Arc<Mutex<Set>>,
+}
+
+#[derive(Debug, Default)]
+struct Set {
+    tasks: JoinSet<()>,
+    /// Set by `stop`: what is spawned afterwards is dropped, not run.
+    closed: bool,
 }
 
 impl NodeTasks {
@@ -19,19 +28,26 @@ impl NodeTasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match self.set.lock() {
-            Ok(mut set) => {
-                while set.try_join_next().is_some() {}
-                set.spawn(task);
-            }
-            // A poisoned set still spawns; the task is then not tracked.
-            Err(_) => drop(tokio::spawn(task)),
+        let Ok(mut set) = self.set.lock() else {
+            // Poisoned: a task panicked while spawning; nothing more is started.
+            return;
+        };
+        if set.closed {
+            return;
         }
+        while let Some(done) = set.tasks.try_join_next() {
+            if let Err(error) = done
+                && error.is_panic()
+            {
+                tracing::error!(%error, "a task of the node panicked");
+            }
+        }
+        set.tasks.spawn(task);
     }
 
     /// How many are running.
     pub fn len(&self) -> usize {
-        self.set.lock().map_or(0, |set| set.len())
+        self.set.lock().map_or(0, |set| set.tasks.len())
     }
 
     /// Whether none is.
@@ -39,14 +55,26 @@ impl NodeTasks {
         self.len() == 0
     }
 
-    /// Aborts every task and waits until they are gone.
+    /// Aborts every task and waits until they are gone; nothing spawned afterwards
+    /// runs.
     pub async fn stop(&self) {
-        let mut set = match self.set.lock() {
-            Ok(mut set) => std::mem::take(&mut *set),
+        let mut tasks = match self.set.lock() {
+            Ok(mut set) => {
+                set.closed = true;
+                std::mem::take(&mut set.tasks)
+            }
             Err(_) => return,
         };
-        set.abort_all();
-        while set.join_next().await.is_some() {}
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Aborts every task without waiting (for `Drop`); nothing spawned afterwards runs.
+    pub fn abort(&self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.closed = true;
+            set.tasks.abort_all();
+        }
     }
 }
 
@@ -77,5 +105,23 @@ mod tests {
             ),
             "the task's state was dropped"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_spawned_while_stopping_outlives_the_stop() {
+        for round in 0..100 {
+            let tasks = NodeTasks::default();
+            let inner = tasks.clone();
+            tasks.spawn(async move {
+                loop {
+                    inner.spawn(async { tokio::time::sleep(Duration::from_secs(3600)).await });
+                    tokio::task::yield_now().await;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            tasks.stop().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            assert_eq!(tasks.len(), 0, "round {round}");
+        }
     }
 }

@@ -104,6 +104,15 @@ pub struct NodeArgs {
     /// Seconds between checks of the manifests directory.
     #[arg(long, default_value_t = 2)]
     manifests_interval: u64,
+    /// Let the HTTP proxy, SOCKS5, per-Service listeners, DNS and admin listen beyond
+    /// loopback. They authenticate nobody: whoever reaches them reaches every Service.
+    #[arg(long)]
+    allow_remote_clients: bool,
+    /// Dial endpoints on loopback addresses (pods that run on this node's loopback, as in
+    /// tests and benchmarks). Off, an EndpointSlice cannot aim the mesh at the node's own
+    /// loopback services.
+    #[arg(long)]
+    allow_loopback_endpoints: bool,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -124,6 +133,8 @@ pub fn node(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     config.admin = args.admin.0;
     config.service_listeners = args.services.clone();
     config.rules.cluster_domain = args.cluster_domain.clone();
+    config.allow_remote_clients = args.allow_remote_clients;
+    config.allow_loopback_endpoints = args.allow_loopback_endpoints;
     if let Some(dns) = args.dns.0 {
         config.dns = Some(DnsConfig {
             udp: vec![dns],

@@ -52,40 +52,47 @@ pub fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("the quick-start cluster failed to start")?;
         super::write_stdout(&format!("Causeway is up.\n\n{}", cluster.summary()))?;
-        let code = if args.tour {
+        // Whatever happens — the tour fails, errs, or Ctrl-C — the nodes are stopped
+        // and the temporary state (node keys among it) is removed.
+        let outcome: anyhow::Result<ExitCode> = if args.tour {
             let mut print = |line: &str| {
                 let _ = super::write_stdout(&format!("{line}\n"));
             };
-            let report = tour::run(&mut cluster, &mut print).await?;
-            let verdict = if report.ok() {
-                format!("\nTour passed: {} checks held.\n", report.passed)
-            } else {
-                format!(
-                    "\nTour FAILED: {} of {} checks did not hold:\n  - {}\n",
-                    report.failed.len(),
-                    report.passed + report.failed.len(),
-                    report.failed.join("\n  - ")
-                )
-            };
-            super::write_stdout(&verdict)?;
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            tokio::select! {
+                report = tour::run(&mut cluster, &mut print) => match report {
+                    Ok(report) => {
+                        let verdict = if report.ok() {
+                            format!("\nTour passed: {} checks held.\n", report.passed)
+                        } else {
+                            format!(
+                                "\nTour FAILED: {} of {} checks did not hold:\n  - {}\n",
+                                report.failed.len(),
+                                report.passed + report.failed.len(),
+                                report.failed.join("\n  - ")
+                            )
+                        };
+                        super::write_stdout(&verdict)
+                            .map(|()| if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                    }
+                    Err(error) => Err(anyhow::Error::new(error).context("the tour could not go on")),
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    super::write_stdout("\nInterrupted.\n").map(|()| ExitCode::from(130))
+                }
             }
         } else {
-            super::write_stdout(
-                "\nRunning; Ctrl-C stops every node. Node logs: RUST_LOG=info causeway up\n",
-            )?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("cannot wait for Ctrl-C")?;
-            ExitCode::SUCCESS
+            super::write_stdout("\nRunning; Ctrl-C stops every node. Node logs: RUST_LOG=info causeway up\n")
+                .and(
+                    tokio::signal::ctrl_c()
+                        .await
+                        .context("cannot wait for Ctrl-C"),
+                )
+                .map(|()| ExitCode::SUCCESS)
         };
         cluster.shutdown().await;
         if args.state_dir.is_none() {
             let _ = std::fs::remove_dir_all(&root);
         }
-        Ok(code)
+        outcome
     })
 }

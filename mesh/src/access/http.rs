@@ -2,6 +2,8 @@
 //! http://echo.demo/`. `CONNECT host:port` tunnels a connection; an absolute-URI request
 //! (`GET http://echo.demo/path`) is sent to an endpoint chosen for that request, so
 //! balancing is per request. Only Services of the mesh are reachable through it.
+//!
+//! It parses HTTP and hands connections to `Outbound`; it never dials on its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use causeway_policies::ServicePolicy;
+use causeway_policies::plan::{HashKey, LoadBalancer};
+
 use super::Access;
+use crate::balance::stable_hash;
 use crate::outbound::ConnectError;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -35,12 +41,112 @@ fn text(status: StatusCode, message: String) -> Response<Body> {
 
 fn failure(error: &ConnectError) -> Response<Body> {
     let status = match error {
-        ConnectError::NotAService { .. } => StatusCode::NOT_FOUND,
+        ConnectError::NotAService { .. } | ConnectError::NoSuchPort { .. } => StatusCode::NOT_FOUND,
         ConnectError::NoReadyEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ConnectError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         ConnectError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
     };
-    text(status, error.to_string())
+    let mut response = text(status, error.to_string());
+    if let ConnectError::RateLimited { retry_after_ms, .. } = error {
+        // Whole seconds, rounded up: Retry-After has no finer unit.
+        let seconds = retry_after_ms.div_ceil(1000).max(1);
+        if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+/// Headers that belong to one hop, removed before a request goes on (RFC 9110 §7.6.1),
+/// with those the request's own `Connection` header names.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The consistent-hash key of a request, when the plan hashes on one of its
+/// attributes; and the cookie to set when the plan generates one and the request had
+/// none.
+fn hash_key(
+    plan: &ServicePolicy,
+    parts: &http::request::Parts,
+) -> (Option<u64>, Option<http::HeaderValue>) {
+    let LoadBalancer::ConsistentHash { key, .. } = &plan.load_balancer else {
+        return (None, None);
+    };
+    match key {
+        HashKey::Header { name } => (
+            parts
+                .headers
+                .get(name.as_str())
+                .map(|v| stable_hash(v.as_bytes())),
+            None,
+        ),
+        HashKey::QueryParameter { name } => {
+            let value = parts.uri.query().and_then(|query| {
+                query.split('&').find_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (k == name).then_some(v)
+                })
+            });
+            (value.map(|v| stable_hash(v.as_bytes())), None)
+        }
+        HashKey::Cookie {
+            name,
+            generate,
+            ttl,
+            path,
+        } => {
+            let found = parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| {
+                    let (k, v) = c.trim().split_once('=')?;
+                    (k == name).then(|| v.to_string())
+                });
+            match found {
+                Some(value) => (Some(stable_hash(value.as_bytes())), None),
+                None if *generate => {
+                    let value = format!("{:016x}", rand::random::<u64>());
+                    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly");
+                    if let Some(ttl) = ttl {
+                        cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+                    }
+                    (
+                        Some(stable_hash(value.as_bytes())),
+                        http::HeaderValue::from_str(&cookie).ok(),
+                    )
+                }
+                None => (None, None),
+            }
+        }
+        HashKey::SourceIp => (None, None),
+    }
 }
 
 /// Serves the HTTP proxy on `listener` until it fails.
@@ -89,38 +195,62 @@ async fn handle(
         );
     };
     let port = uri.port_u16().unwrap_or(80);
-    let connection = match access.connect(host, port, client).await {
+    let target = match access.resolve(host, port) {
+        Ok(target) => target,
+        Err(error) => return failure(&error),
+    };
+    let plan = access.outbound.plan(&target);
+    let (mut parts, body) = request.into_parts();
+    let (hash, set_cookie) = hash_key(&plan, &parts);
+    let connection = match access.outbound.connect(&target, Some(client), hash).await {
         Ok(connection) => connection,
         Err(error) => return failure(&error),
     };
     let service = connection.label.clone();
-    let (mut sender, driver) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(connection.upstream)).await {
-            Ok(pair) => pair,
-            Err(error) => return text(StatusCode::BAD_GATEWAY, format!("{service}: {error}")),
-        };
+    // The whole exchange up to the response head: the plan's request timeout, else its
+    // idle timeout, so an endpoint that accepts and never answers cannot hold anything
+    // for ever.
+    let deadline = connection
+        .request_timeout
+        .or(connection.idle)
+        .unwrap_or(std::time::Duration::from_secs(3600));
     let guard = connection.guard;
-    access.tasks.spawn(async move {
-        let _ = driver.await;
-        drop(guard);
-    });
-    let (mut parts, body) = request.into_parts();
-    let origin = uri
+    strip_hop_by_hop(&mut parts.headers);
+    parts.uri = uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse::<Uri>()
         .unwrap_or_else(|_| Uri::from_static("/"));
-    parts.uri = origin;
-    parts.headers.remove("proxy-connection");
-    parts.headers.remove(http::header::PROXY_AUTHORIZATION);
-    if !parts.headers.contains_key(http::header::HOST)
-        && let Ok(value) = http::HeaderValue::from_str(host)
+    // RFC 9112 §3.2.2: a proxy replaces Host with the target URI's authority.
+    if let Some(authority) = uri.authority()
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
     {
         parts.headers.insert(http::header::HOST, value);
     }
-    match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(response) => response.map(|b| b.boxed()),
-        Err(error) => text(StatusCode::BAD_GATEWAY, format!("{service}: {error}")),
+    let exchange = async {
+        let (mut sender, driver) =
+            hyper::client::conn::http1::handshake(TokioIo::new(connection.upstream)).await?;
+        access.tasks.spawn(async move {
+            let _ = driver.await;
+            drop(guard);
+        });
+        sender.send_request(Request::from_parts(parts, body)).await
+    };
+    match tokio::time::timeout(deadline, exchange).await {
+        Ok(Ok(response)) => {
+            let mut response = response.map(|b| b.boxed());
+            if let Some(cookie) = set_cookie {
+                response
+                    .headers_mut()
+                    .append(http::header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Ok(Err(error)) => text(StatusCode::BAD_GATEWAY, format!("{service}: {error}")),
+        Err(_) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{service}: no response within {deadline:?}"),
+        ),
     }
 }
 

@@ -1,6 +1,10 @@
 //! Access without root: listeners on loopback that take a client's connection and carry
 //! it to a Service through the same resolver, balancer, policies and tunnels the
-//! transparent path uses — an HTTP proxy ([`http`]) and SOCKS5 ([`socks`]).
+//! transparent path uses — an HTTP proxy ([`http`]), SOCKS5 ([`socks`]) and
+//! per-Service listeners.
+//!
+//! They reach Services of the mesh only: a name or address that is not one is refused,
+//! never dialled.
 
 pub mod http;
 pub mod socks;
@@ -12,9 +16,10 @@ use causeway_edge_core::metamanager::MetaManager;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::inbound::REFUSED_LABEL;
 use crate::metrics::MeshMetrics;
 use crate::outbound::{ConnectError, Connection, Outbound};
-use crate::resolve::NameRules;
+use crate::resolve::{NameRules, ServiceTarget, Unresolved};
 
 /// What the access listeners share.
 #[derive(Debug)]
@@ -34,6 +39,28 @@ pub struct Access {
 }
 
 impl Access {
+    /// The Service port `host:port` names.
+    pub fn resolve(&self, host: &str, port: u16) -> Result<ServiceTarget, ConnectError> {
+        let snapshot = self.store.snapshot();
+        self.rules
+            .resolve(&snapshot, host, port)
+            .map_err(|unresolved| {
+                // Counted under one label: a client must not be able to mint metric series
+                // by asking for names.
+                self.metrics.error(REFUSED_LABEL, "not_a_service");
+                match unresolved {
+                    Unresolved::NotAService => ConnectError::NotAService {
+                        host: format!("{host}:{port}"),
+                    },
+                    Unresolved::NoSuchPort { service, ports } => ConnectError::NoSuchPort {
+                        service,
+                        port,
+                        ports,
+                    },
+                }
+            })
+    }
+
     /// Resolves `host:port` to a Service port and connects to one of its endpoints.
     pub async fn connect(
         &self,
@@ -41,15 +68,8 @@ impl Access {
         port: u16,
         client: SocketAddr,
     ) -> Result<Connection, ConnectError> {
-        let snapshot = self.store.snapshot();
-        let Some(target) = self.rules.target(&snapshot, host, port) else {
-            self.metrics
-                .error(&format!("{host}:{port}"), "not_a_service");
-            return Err(ConnectError::NotAService {
-                host: format!("{host}:{port}"),
-            });
-        };
-        self.outbound.connect(&target, Some(client)).await
+        let target = self.resolve(host, port)?;
+        self.outbound.connect(&target, Some(client), None).await
     }
 }
 
@@ -223,7 +243,9 @@ async fn socks_session(
         Ok(connection) => connection,
         Err(error) => {
             let code = match error {
-                ConnectError::NotAService { .. } => socks::Reply::NotAllowed,
+                ConnectError::NotAService { .. } | ConnectError::NoSuchPort { .. } => {
+                    socks::Reply::NotAllowed
+                }
                 ConnectError::NoReadyEndpoints { .. } => socks::Reply::HostUnreachable,
                 ConnectError::RateLimited { .. } | ConnectError::AllFailed { .. } => {
                     socks::Reply::ConnectionRefused

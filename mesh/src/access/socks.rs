@@ -4,6 +4,8 @@
 //!
 //! The parsing is pure (`parse_greeting`, `parse_request`) and fuzzed; `serve` drives it
 //! on a socket.
+//!
+//! The parser touches no socket.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
