@@ -104,6 +104,9 @@ pub struct NodeArgs {
     /// Seconds between checks of the manifests directory.
     #[arg(long, default_value_t = 2)]
     manifests_interval: u64,
+    /// Async worker threads; default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -137,7 +140,11 @@ pub fn node(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             ..DnsConfig::default()
         });
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
