@@ -4,6 +4,10 @@
 //! - [`topology`] and [`cluster`]: a whole cluster on loopback from a topology file, the
 //!   quick start's engine (`causeway up`); [`tour`], its scripted check (`--tour`);
 //!   [`client`], calls the way a user makes them.
+//! - [`proxy_bench`] (`causeway bench proxy`) and [`memory_bench`] (`causeway bench
+//!   memory`): the mesh node as a process against a direct connection and HAProxy, and
+//!   its resident memory with many Services loaded; [`harness`], the child processes,
+//!   scratch files and manifests they share.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -14,5 +18,8 @@
 pub mod client;
 pub mod cluster;
 pub mod echo;
+pub mod harness;
+pub mod memory_bench;
+pub mod proxy_bench;
 pub mod topology;
 pub mod tour;
