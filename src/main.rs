@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Benchmarks of the mesh node (not timed tests: ratios measured in one run).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Work with operator traffic policy (TrafficPolicy and Istio DestinationRule YAML).
     Policy {
         #[command(subcommand)]
@@ -50,6 +55,14 @@ enum Command {
 enum AppCommand {
     /// An HTTP server answering every request with its pod, node and site as JSON.
     Echo(commands::app::EchoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Same-node TCP request/response through the mesh, against direct and HAProxy (wrk).
+    Proxy(commands::bench_mesh::ProxyArgs),
+    /// Resident memory of an idle node with many Services and endpoints loaded.
+    Memory(commands::bench_mesh::MemoryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +91,12 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check(args),
         } => commands::policy::check(&args),
+        Command::Bench {
+            command: BenchCommand::Proxy(args),
+        } => commands::bench_mesh::proxy(&args),
+        Command::Bench {
+            command: BenchCommand::Memory(args),
+        } => commands::bench_mesh::memory(&args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! output and an exit code. No domain logic lives here.
 
 pub mod app;
+pub mod bench_mesh;
 pub mod node;
 pub mod policy;
 pub mod up;
