@@ -87,7 +87,7 @@ fn the_quick_memory_benchmark_loads_every_service_and_reads_rss() {
         assert!(run.idle.vm_hwm_kib >= run.idle.vm_rss_kib, "{}", run.name);
         assert!(run.after_dump.vm_rss_kib > 0, "{}", run.name);
     }
-    assert!(report.markdown().contains("KB per Service"));
+    assert!(report.markdown().contains("KiB per Service"));
 }
 
 #[test]

@@ -496,6 +496,15 @@ pub fn machine_summary() -> String {
     )
 }
 
+/// The 1-minute load average from /proc/loadavg ("?" if unreadable): the benchmarks
+/// share their machine, and say how busy it was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The median of `values` (the mean of the middle two for an even count); 0 if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();

@@ -187,12 +187,12 @@ fn mb(kib: u64) -> String {
 }
 
 impl MemoryReport {
-    /// The report as a Markdown table (MB = MiB).
+    /// The report as a Markdown table.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| node | services | endpoints | ready after | VmRSS idle (MB) | RssAnon | RssFile | VmHWM (peak) | threads | VmRSS after /config_dump |"
+            "| node | services | endpoints | ready after | VmRSS idle (MiB) | RssAnon | RssFile | VmHWM (peak) | threads | VmRSS after /config_dump |"
         );
         let _ = writeln!(
             out,
@@ -220,7 +220,7 @@ impl MemoryReport {
             let extra = loaded.idle.vm_rss_kib.saturating_sub(empty.idle.vm_rss_kib);
             let _ = writeln!(
                 out,
-                "\nLoaded − empty: {} MB idle, {:.1} KB per Service with its {} endpoints ({:.0} bytes per endpoint).",
+                "\nLoaded − empty: {} MiB idle, {:.1} KiB per Service with its {} endpoints ({:.0} bytes per endpoint).",
                 mb(extra),
                 extra as f64 / loaded.services as f64,
                 self.config.endpoints_per_service,
@@ -322,7 +322,7 @@ pub fn run(
             });
         }
         progress(&format!(
-            "{}: {} services, {} endpoints, ready in {:.1} s; idle VmRSS {} MB (peak {} MB)",
+            "{}: {} services, {} endpoints, ready in {:.1} s; idle VmRSS {} MiB (peak {} MiB)",
             run.name,
             run.services,
             run.endpoints,
@@ -456,10 +456,16 @@ fn measure(
     child.check_running()?;
     let idle = ProcMemory::read(child.pid())?;
     let dump = harness::wait_for_http(&mut child, admin, "/config_dump", Duration::from_secs(30))?;
-    let (services, endpoints) = count_dump(&dump).map_err(|detail| BenchError::Parse {
+    let (services, endpoints, dns) = count_dump(&dump).map_err(|detail| BenchError::Parse {
         what: "/config_dump".into(),
         detail,
     })?;
+    if dns != run.dns {
+        return Err(BenchError::WrongAnswer {
+            target: format!("the {} node's /config_dump", run.name),
+            detail: format!("its DNS server is {}", if dns { "on" } else { "off" }),
+        });
+    }
     std::thread::sleep(Duration::from_millis(500));
     let after_dump = ProcMemory::read(child.pid())?;
     drop(child);
@@ -506,8 +512,8 @@ fn wait_for_log(
     })
 }
 
-/// Services and endpoints in a `/config_dump`.
-fn count_dump(body: &str) -> Result<(usize, usize), String> {
+/// Services and endpoints in a `/config_dump`, and whether it shows a DNS server.
+fn count_dump(body: &str) -> Result<(usize, usize, bool), String> {
     let dump: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let services = dump["services"].as_array().ok_or("no `services` list")?;
@@ -515,7 +521,7 @@ fn count_dump(body: &str) -> Result<(usize, usize), String> {
         .iter()
         .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
         .sum();
-    Ok((services.len(), endpoints))
+    Ok((services.len(), endpoints, !dump["dns"].is_null()))
 }
 
 #[cfg(test)]
@@ -541,8 +547,10 @@ mod tests {
 
     #[test]
     fn dumps_are_counted() {
-        let body = r#"{"services":[{"endpoints":[{},{}]},{"endpoints":[]}]}"#;
-        assert_eq!(count_dump(body), Ok((2, 2)));
+        let body = r#"{"services":[{"endpoints":[{},{}]},{"endpoints":[]}],"dns":null}"#;
+        assert_eq!(count_dump(body), Ok((2, 2, false)));
+        let body = r#"{"services":[],"dns":{"udp":[]}}"#;
+        assert_eq!(count_dump(body), Ok((0, 0, true)));
         assert!(count_dump("{}").is_err());
     }
 

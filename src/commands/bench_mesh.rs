@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use causeway_loadtests::harness::machine_summary;
+use causeway_loadtests::harness::{load_average, machine_summary};
 use causeway_loadtests::memory_bench::{self, MemoryBenchConfig};
 use causeway_loadtests::proxy_bench::{self, ProxyBenchConfig};
 
@@ -118,13 +118,16 @@ pub fn proxy(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         config.mesh_threads = args.mesh_threads.clone();
     }
     config.work_dir = args.work_dir.clone();
+    let load_before = load_average();
     let report = proxy_bench::run(&config, &mut |line: &str| progress(line))?;
     let mut text = format!(
-        "Same-node TCP request/response: wrk -t{} --latency, HTTP/1.1 keep-alive GET / to the echo app;\n{} round(s) of {} s per target and connection count, targets alternating.\nmachine: {}\nHAProxy: {}  wrk: {}\n\n{}",
+        "Same-node TCP request/response: wrk -t{} --latency, HTTP/1.1 keep-alive GET / to the echo app;\n{} round(s) of {} s per target and connection count, targets alternating.\nmachine: {} (load average {} before, {} after)\nHAProxy: {}  wrk: {}\n\n{}",
         config.wrk_threads,
         config.rounds,
         config.duration.as_secs(),
         machine_summary(),
+        load_before,
+        load_average(),
         report.haproxy_version,
         report.wrk_version,
         report.markdown()
