@@ -281,10 +281,13 @@ fn micros(us: f64) -> String {
     }
 }
 
+/// A target and the process that serves it (the echo itself, for `direct`); killed when
+/// dropped.
 struct Target {
     name: String,
     kind: TargetKind,
     addr: SocketAddr,
+    process: ChildProcess,
 }
 
 /// Runs the benchmark. `progress` is told what happens, a line at a time.
@@ -309,11 +312,11 @@ pub fn run(
     echo_command.env("RUST_LOG", "warn");
     let mut echo = ChildProcess::spawn("the echo app", echo_command, None)?;
     harness::wait_for_http(&mut echo, echo_addr, "/", Duration::from_secs(20))?;
-    let mut children = vec![echo];
     let mut targets = vec![Target {
         name: "direct".into(),
         kind: TargetKind::Direct,
         addr: echo_addr,
+        process: echo,
     }];
 
     // HAProxy.
@@ -329,11 +332,11 @@ pub fn run(
     )))?;
     let mut haproxy_command = Command::new(&haproxy);
     haproxy_command.arg("-db").arg("-f").arg(&haproxy_config);
-    children.push(ChildProcess::spawn("HAProxy", haproxy_command, None)?);
     targets.push(Target {
         name: format!("HAProxy (nbthread {})", config.haproxy_threads),
         kind: TargetKind::Haproxy,
         addr: haproxy_addr,
+        process: ChildProcess::spawn("HAProxy", haproxy_command, None)?,
     });
 
     // The mesh nodes: one Service whose one endpoint is the echo on this node.
@@ -395,8 +398,8 @@ pub fn run(
                 if threads == 1 { "" } else { "s" }
             )
         };
-        children.push(ChildProcess::spawn(&name, command, None)?);
         targets.push(Target {
+            process: ChildProcess::spawn(&name, command, None)?,
             name,
             kind: TargetKind::Mesh,
             addr: listen,
@@ -405,8 +408,13 @@ pub fn run(
 
     // Every target answers as the echo does, or nothing is measured.
     let mut verified = Vec::new();
-    for (target, child) in targets.iter().zip(children.iter_mut()) {
-        let body = harness::wait_for_http(child, target.addr, "/", Duration::from_secs(30))?;
+    for target in targets.iter_mut() {
+        let body = harness::wait_for_http(
+            &mut target.process,
+            target.addr,
+            "/",
+            Duration::from_secs(30),
+        )?;
         check_answer(&target.name, &body)?;
         progress(&format!(
             "verified: {} at {} answers as {ECHO_POD}",
@@ -442,10 +450,10 @@ pub fn run(
             // Rotate the order each round so no target always follows the same one.
             for k in 0..targets.len() {
                 let t = (k + round) % targets.len();
-                let target = &targets[t];
-                for child in children.iter_mut() {
-                    child.check_running()?;
+                for target in targets.iter_mut() {
+                    target.process.check_running()?;
                 }
+                let target = &targets[t];
                 let measured = run_wrk(target, connections, config.duration)?;
                 progress(&format!(
                     "round {}/{}: {:<28} c={connections:<4} {:>9.0} req/s  p99 {}",
@@ -459,7 +467,7 @@ pub fn run(
             }
         }
     }
-    drop(children);
+    drop(targets);
     Ok(ProxyReport {
         series,
         verified,
