@@ -6,10 +6,10 @@
 set -euo pipefail
 
 # nftables capture (libnftnl, libmnl, pkg-config to find them; nft as a test oracle),
-# network-namespace testbeds (iproute2), the DNS benchmark's load and baseline (dnsperf,
-# and dnsmasq as dnsmasq-base: the bare binary, without the `dnsmasq` package's system
-# service that would start a daemon on port 53).
-PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 dnsperf dnsmasq-base)
+# network-namespace testbeds (iproute2); the benchmarks' loads and baselines: dnsperf and
+# dnsmasq (as dnsmasq-base: the bare binary, without the `dnsmasq` package's system
+# service that would start a daemon on port 53), haproxy and wrk.
+PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 dnsperf dnsmasq-base haproxy wrk)
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -56,8 +56,26 @@ fi
 
 say "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+
+# Packages with a daemon (haproxy) must not leave one running: the benchmarks start
+# their own, on loopback. Unless the machine already has a policy (containers usually
+# deny every start), deny service starts for the length of the install.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# Written by causeway scripts/install-deps.sh for one install.\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+no_daemons() {
+  # Started anyway (or at the next boot): stop and disable it where systemd runs.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now haproxy.service >/dev/null 2>&1 || true
+  fi
+}
+
 for attempt in 1 2 3; do
   if apt-get update -qq && $install >/dev/null; then
+    no_daemons
     exit 0
   fi
   say "apt-get failed (attempt $attempt of 3); retrying"

@@ -71,6 +71,10 @@ enum BenchCommand {
     /// the same names, alternating runs, medians and their ratio. Needs dnsperf and
     /// dnsmasq (`apt-get install dnsperf dnsmasq-base`); sends only to 127.0.0.1.
     Dns(commands::bench::DnsArgs),
+    /// Same-node TCP request/response through the mesh, against direct and HAProxy (wrk).
+    Proxy(commands::bench_mesh::ProxyArgs),
+    /// Resident memory of an idle node with many Services and endpoints loaded.
+    Memory(commands::bench_mesh::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +98,12 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Dns(args),
         } => commands::bench::dns(&args),
+        Command::Bench {
+            command: BenchCommand::Proxy(args),
+        } => commands::bench_mesh::proxy(&args),
+        Command::Bench {
+            command: BenchCommand::Memory(args),
+        } => commands::bench_mesh::memory(&args),
     };
     match result {
         Ok(code) => code,

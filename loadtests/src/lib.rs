@@ -6,6 +6,10 @@
 //!   [`client`], calls the way a user makes them.
 //! - [`dns`]: the DNS benchmark — dnsperf against the mesh's DNS server and against
 //!   dnsmasq answering the same names, alternating runs, medians and their ratio.
+//! - [`proxy_bench`] (`causeway bench proxy`) and [`memory_bench`] (`causeway bench
+//!   memory`): the mesh node as a process against a direct connection and HAProxy, and
+//!   its resident memory with many Services loaded; [`harness`], the child processes,
+//!   scratch files and manifests they share.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -17,5 +21,8 @@ pub mod client;
 pub mod cluster;
 pub mod dns;
 pub mod echo;
+pub mod harness;
+pub mod memory_bench;
+pub mod proxy_bench;
 pub mod topology;
 pub mod tour;

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_mesh;
 pub mod node;
 pub mod policy;
 pub mod up;

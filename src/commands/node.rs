@@ -113,6 +113,9 @@ pub struct NodeArgs {
     /// loopback services.
     #[arg(long)]
     allow_loopback_endpoints: bool,
+    /// Async worker threads; default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
 /// Runs a node until Ctrl-C or SIGTERM.
@@ -148,7 +151,11 @@ pub fn node(args: &NodeArgs) -> anyhow::Result<ExitCode> {
             ..DnsConfig::default()
         });
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
