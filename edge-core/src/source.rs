@@ -86,7 +86,7 @@ impl ManifestDirectory {
 }
 
 /// Per file: when it was read, and the objects it held when last good.
-type Files = BTreeMap<PathBuf, (Option<SystemTime>, u64, Vec<KubeObject>)>;
+type Files = BTreeMap<PathBuf, (Option<SystemTime>, u64, Vec<Arc<KubeObject>>)>;
 
 impl ObjectSource for ManifestDirectory {
     fn name(&self) -> String {
@@ -108,8 +108,9 @@ impl ObjectSource for ManifestDirectory {
                     if changed {
                         first = false;
                         let problems = reread(&paths, &mut files, self.check.as_deref());
-                        let objects: Vec<KubeObject> =
-                            files.values().flat_map(|f| f.2.clone()).collect();
+                        // The store shares these objects with the source: one copy each.
+                        let objects: Vec<Arc<KubeObject>> =
+                            files.values().flat_map(|f| f.2.iter().cloned()).collect();
                         let count = objects.len();
                         match store.replace_source(&name, objects).await {
                             Ok(stats) => {
@@ -217,7 +218,11 @@ fn reread(paths: &[PathBuf], files: &mut Files, check: Option<&dyn ManifestCheck
             // Keep what the file held when it was last good.
             previous.unwrap_or_default()
         } else {
-            decoded.objects.into_iter().map(|(o, _)| o).collect()
+            decoded
+                .objects
+                .into_iter()
+                .map(|(o, _)| Arc::new(o))
+                .collect()
         };
         files.insert(path.clone(), (now.0, now.1, objects));
     }

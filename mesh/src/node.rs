@@ -606,7 +606,7 @@ impl AdminView for View {
         out
     }
 
-    fn config_dump(&self) -> serde_json::Value {
+    fn config_dump(&self) -> String {
         let snapshot = self.store.snapshot();
         let services: Vec<_> = snapshot.services().map(|s| s.as_ref()).collect();
         let nodes: Vec<_> = snapshot.nodes().collect();
@@ -642,20 +642,40 @@ impl AdminView for View {
         let manifests = self.manifests.as_ref().and_then(|m| m.lock().ok()).map(|m| {
             serde_json::json!({"files": m.files, "objects": m.objects, "reads": m.reads, "problems": m.problems})
         });
-        serde_json::json!({
-            "node": self.name,
-            "site": self.site,
-            "snapshotVersion": snapshot.version,
-            "services": services,
-            "nodes": nodes,
-            "policies": policies,
-            "policyProblems": self.policies.problems(),
-            "links": links,
-            "manifests": manifests,
-            "dns": self.dns.as_ref().map(|(handler, udp, tcp)| serde_json::json!({
+        // Serialized straight from the snapshot's views: no JSON tree of the whole
+        // snapshot is built (for thousands of Services that tree, once built, stays
+        // resident in the allocator).
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Dump<'a> {
+            node: &'a str,
+            site: &'a Option<String>,
+            snapshot_version: u64,
+            ready: bool,
+            services: Vec<&'a causeway_edge_core::metamanager::ServiceView>,
+            nodes: Vec<&'a causeway_edge_core::metamanager::NodeView>,
+            policies: Vec<serde_json::Value>,
+            policy_problems: Vec<String>,
+            links: Vec<serde_json::Value>,
+            manifests: Option<serde_json::Value>,
+            dns: Option<serde_json::Value>,
+        }
+        let dump = Dump {
+            node: &self.name,
+            site: &self.site,
+            snapshot_version: snapshot.version,
+            ready: self.ready(),
+            services,
+            nodes,
+            policies,
+            policy_problems: self.policies.problems(),
+            links,
+            manifests,
+            dns: self.dns.as_ref().map(|(handler, udp, tcp)| serde_json::json!({
                 "udp": udp, "tcp": tcp, "upstreams": handler.upstreams(), "stats": handler.stats(),
             })),
-        })
+        };
+        serde_json::to_string_pretty(&dump).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
 

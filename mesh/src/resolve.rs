@@ -158,7 +158,7 @@ mod tests {
         let objects: BTreeMap<_, _> = decoded
             .objects
             .into_iter()
-            .map(|(o, _)| (o.key().unwrap(), o))
+            .map(|(o, _)| (o.key().unwrap(), Arc::new(o)))
             .collect();
         Snapshot::build(1, objects)
     }

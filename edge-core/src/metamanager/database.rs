@@ -44,8 +44,8 @@ pub struct Row {
     pub key: ObjectKey,
     /// Which source wrote it (`manifests:/etc/causeway/manifests`, `control`).
     pub source: String,
-    /// The object.
-    pub object: KubeObject,
+    /// The object (shared with the store's state).
+    pub object: std::sync::Arc<KubeObject>,
 }
 
 /// A change in one batch.
@@ -76,6 +76,7 @@ impl Database {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
+                 PRAGMA cache_size = -256;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS objects (
                      resource TEXT NOT NULL,
@@ -164,7 +165,7 @@ impl Database {
                     out.push(Row {
                         key,
                         source,
-                        object,
+                        object: std::sync::Arc::new(object),
                     });
                 }
                 Err(error) => {

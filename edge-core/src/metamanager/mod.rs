@@ -56,7 +56,7 @@ pub struct ApplyStats {
 enum Command {
     Replace {
         source: String,
-        objects: Vec<KubeObject>,
+        objects: Vec<Arc<KubeObject>>,
         reply: oneshot::Sender<Result<ApplyStats, StoreError>>,
     },
     Apply {
@@ -81,7 +81,10 @@ impl MetaManager {
         let database = Database::open(path)?;
         let mut state = BTreeMap::new();
         for row in database.load()? {
-            state.insert(row.key.clone(), (row.source, row.object));
+            state.insert(
+                row.key.clone(),
+                (Arc::from(row.source.as_str()), row.object),
+            );
         }
         let first = Arc::new(Snapshot::build(1, objects_of(&state)));
         tracing::info!(store = %path.display(), objects = state.len(), "node store opened");
@@ -122,16 +125,18 @@ impl MetaManager {
     /// Makes `objects` the whole of what `source` holds: new and changed objects are
     /// written, objects of that source not in `objects` are deleted. Objects of other
     /// sources are untouched.
-    pub async fn replace_source(
+    /// The objects are shared, not copied: a source that keeps them (to keep a file's
+    /// last good objects) and the store hold one copy between them.
+    pub async fn replace_source<O: Into<Arc<KubeObject>>>(
         &self,
         source: &str,
-        objects: Vec<KubeObject>,
+        objects: Vec<O>,
     ) -> Result<ApplyStats, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Replace {
                 source: source.to_string(),
-                objects,
+                objects: objects.into_iter().map(Into::into).collect(),
                 reply,
             })
             .await
@@ -158,9 +163,12 @@ impl MetaManager {
     }
 }
 
-type State = BTreeMap<ObjectKey, (String, KubeObject)>;
+/// Every object with the source that owns it. Objects are shared (`Arc`) with the
+/// sources, the database rows being written and the snapshots: cloning the state for a
+/// batch, or building a snapshot, copies pointers, not objects.
+type State = BTreeMap<ObjectKey, (Arc<str>, Arc<KubeObject>)>;
 
-fn objects_of(state: &State) -> BTreeMap<ObjectKey, KubeObject> {
+fn objects_of(state: &State) -> BTreeMap<ObjectKey, Arc<KubeObject>> {
     state
         .iter()
         .map(|(k, (_, o))| (k.clone(), o.clone()))
@@ -257,21 +265,21 @@ fn put(
     changes: &mut Vec<Change>,
     stats: &mut ApplyStats,
     source: &str,
-    object: KubeObject,
+    object: Arc<KubeObject>,
 ) {
     let Ok(key) = object.key() else {
         return;
     };
     match working.get(&key) {
-        Some((s, existing)) if s == source && *existing == object => stats.unchanged += 1,
+        Some((s, existing)) if &**s == source && **existing == *object => stats.unchanged += 1,
         _ => {
             stats.written += 1;
             changes.push(Change::Put(Row {
                 key: key.clone(),
                 source: source.to_string(),
-                object: object.clone(),
+                object: Arc::clone(&object),
             }));
-            working.insert(key, (source.to_string(), object));
+            working.insert(key, (Arc::from(source), object));
         }
     }
 }
@@ -280,7 +288,7 @@ fn replace(
     working: &mut State,
     changes: &mut Vec<Change>,
     source: &str,
-    objects: Vec<KubeObject>,
+    objects: Vec<Arc<KubeObject>>,
 ) -> ApplyStats {
     let mut stats = ApplyStats::default();
     let mut keep = std::collections::BTreeSet::new();
@@ -292,7 +300,7 @@ fn replace(
     }
     let gone: Vec<ObjectKey> = working
         .iter()
-        .filter(|(k, (s, _))| s == source && !keep.contains(*k))
+        .filter(|(k, (s, _))| &**s == source && !keep.contains(*k))
         .map(|(k, _)| k.clone())
         .collect();
     for key in gone {
@@ -312,7 +320,7 @@ fn apply(
     let mut stats = ApplyStats::default();
     for update in updates {
         match update {
-            Update::Put(object) => put(working, changes, &mut stats, source, object),
+            Update::Put(object) => put(working, changes, &mut stats, source, Arc::new(object)),
             Update::Delete(key) => {
                 if working.remove(&key).is_some() {
                     changes.push(Change::Delete(key));

@@ -164,7 +164,7 @@ pub struct PodView {
 pub struct Snapshot {
     /// Counts committed batches since the store opened; a new snapshot has a higher one.
     pub version: u64,
-    objects: BTreeMap<ObjectKey, KubeObject>,
+    objects: BTreeMap<ObjectKey, Arc<KubeObject>>,
     services: HashMap<(String, String), Arc<ServiceView>>,
     by_cluster_ip: HashMap<IpAddr, Arc<ServiceView>>,
     nodes: HashMap<String, NodeView>,
@@ -174,7 +174,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Indexes `objects`.
-    pub fn build(version: u64, objects: BTreeMap<ObjectKey, KubeObject>) -> Self {
+    pub fn build(version: u64, objects: BTreeMap<ObjectKey, Arc<KubeObject>>) -> Self {
         let mut nodes = HashMap::new();
         let mut pods_by_name: HashMap<(String, String), &Pod> = HashMap::new();
         let mut pods = HashMap::new();
@@ -184,7 +184,7 @@ impl Snapshot {
         let mut endpoints_objects: HashMap<(String, String), &Endpoints> = HashMap::new();
         for (key, object) in &objects {
             let namespace = key.namespace.clone().unwrap_or_default();
-            match object {
+            match &**object {
                 KubeObject::Node(node) => {
                     let view = node_view(node);
                     nodes.insert(view.name.clone(), view);
@@ -296,7 +296,7 @@ impl Snapshot {
     }
 
     /// Every object, by key.
-    pub fn objects(&self) -> &BTreeMap<ObjectKey, KubeObject> {
+    pub fn objects(&self) -> &BTreeMap<ObjectKey, Arc<KubeObject>> {
         &self.objects
     }
 }
