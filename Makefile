@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build demo tour test fmt-check clippy unit clean
+.PHONY: deps build demo tour bench test fmt-check clippy unit clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -22,6 +22,14 @@ demo: deps
 # The quick start's scripted tour: exits 0 only when every check held.
 tour: deps
 	$(CARGO) run --locked --quiet -- up --tour
+
+# The mesh's three comparisons, each against its baseline in the same run (a few
+# minutes; see docs/benchmarks.md): proxy vs HAProxy and direct, DNS vs dnsmasq, memory.
+bench: deps
+	$(CARGO) build --release --locked --quiet
+	./target/release/causeway bench proxy
+	./target/release/causeway bench dns
+	./target/release/causeway bench memory
 
 fmt-check:
 	$(CARGO) fmt --all --check
