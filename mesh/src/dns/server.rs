@@ -1,9 +1,10 @@
 //! The sockets: UDP and TCP listeners feeding the handler, with bounds on work in
 //! flight, idle timeouts, and shutdown.
 //!
-//! Every message gets its own task, so an answer that waits on an upstream never holds
-//! up one from the cluster, on UDP or on a pipelined TCP connection. This module moves
-//! bytes; what they mean is the handler's business.
+//! Questions the handler can answer at once (cluster names, cached upstream answers)
+//! are answered in the receive loop; only a question that waits on an upstream gets a
+//! task of its own, within the bound on messages in flight, so it never holds up an
+//! answer from the cluster, on UDP or on a pipelined TCP connection. This module moves bytes; what they mean is the handler's business.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +17,12 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::DnsError;
-use super::handler::{DnsHandler, Transport};
+use super::handler::{DnsHandler, Immediate, Transport};
 
 /// The receive buffer for one datagram (the largest a UDP packet can be).
 const MAX_DATAGRAM: usize = 65_535;
-/// Messages being answered at once, over all listeners; past this UDP datagrams are
-/// dropped (the client retries) and TCP connections stop being read.
+/// Forwarded questions being answered at once, over all listeners; past this such UDP
+/// datagrams and TCP messages are dropped (the client retries).
 const MAX_IN_FLIGHT: usize = 4096;
 /// TCP connections open at once; past this new ones are closed at once.
 const MAX_TCP_CONNECTIONS: usize = 512;
@@ -113,48 +114,95 @@ pub(crate) async fn serve_udp(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let socket = Arc::new(socket);
-    let local = socket.local_addr().ok();
+    let mut listener = UdpListener {
+        local: socket.local_addr().ok(),
+        socket: Arc::new(socket),
+        handler,
+        limits,
+        tasks: JoinSet::new(),
+    };
+    serve_udp_plain(&mut listener, &mut stop).await;
+    drain(&mut listener.tasks).await;
+    tracing::debug!(local = ?listener.local, "DNS UDP listener stopped");
+}
+
+/// One UDP socket's loop state: what answering a datagram needs.
+struct UdpListener {
+    local: Option<SocketAddr>,
+    socket: Arc<UdpSocket>,
+    handler: Arc<DnsHandler>,
+    limits: Limits,
+    /// Forwarded questions waiting on upstreams.
+    tasks: JoinSet<()>,
+}
+
+impl UdpListener {
+    /// Answers the datagram `packet` from `src`: appends the answer to `out` and says
+    /// true, or says false when there is nothing to send now — no answer at all, or a
+    /// forwarded question, whose task sends its answer itself when the upstream replies.
+    fn take(&mut self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        if src.port() == 0 {
+            self.handler.count_dropped();
+            return false;
+        }
+        match self.handler.answer_now(packet, src, Transport::Udp, out) {
+            Immediate::Answered => true,
+            Immediate::Silent => false,
+            Immediate::Forward(pending) => {
+                let Ok(permit) = Arc::clone(&self.limits.in_flight).try_acquire_owned() else {
+                    self.handler.count_shed();
+                    return false;
+                };
+                let handler = Arc::clone(&self.handler);
+                let socket = Arc::clone(&self.socket);
+                self.tasks.spawn(async move {
+                    let _permit = permit;
+                    if let Some(reply) = handler.finish(*pending).await
+                        && let Err(error) = socket.send_to(&reply, src).await
+                    {
+                        tracing::debug!(%src, %error, "DNS UDP send failed");
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// Forgets the forwarding tasks that are done.
+    fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+    }
+}
+
+/// One datagram per system call.
+async fn serve_udp_plain(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) {
+    let socket = Arc::clone(&listener.socket);
     let mut buffer = vec![0u8; MAX_DATAGRAM];
-    let mut tasks = JoinSet::new();
+    let mut out = Vec::new();
     loop {
         let received = tokio::select! {
             received = socket.recv_from(&mut buffer) => received,
-            () = stopped(&mut stop) => break,
+            () = stopped(stop) => break,
         };
-        while tasks.try_join_next().is_some() {}
+        listener.reap();
         let (len, src) = match received {
             Ok(received) => received,
             Err(error) => {
-                tracing::debug!(local = ?local, %error, "DNS UDP receive failed");
+                tracing::debug!(local = ?listener.local, %error, "DNS UDP receive failed");
                 tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             }
         };
-        if src.port() == 0 {
-            handler.count_dropped();
+        let Some(packet) = buffer.get(..len) else {
             continue;
+        };
+        out.clear();
+        if listener.take(packet, src, &mut out)
+            && let Err(error) = socket.send_to(&out, src).await
+        {
+            tracing::debug!(%src, %error, "DNS UDP send failed");
         }
-        let Ok(permit) = Arc::clone(&limits.in_flight).try_acquire_owned() else {
-            handler.count_dropped();
-            continue;
-        };
-        let Some(packet) = buffer.get(..len).map(<[u8]>::to_vec) else {
-            continue;
-        };
-        let handler = Arc::clone(&handler);
-        let socket = Arc::clone(&socket);
-        tasks.spawn(async move {
-            let _permit = permit;
-            if let Some(reply) = handler.respond(&packet, src, Transport::Udp).await
-                && let Err(error) = socket.send_to(&reply, src).await
-            {
-                tracing::debug!(%src, %error, "DNS UDP send failed");
-            }
-        });
     }
-    drain(&mut tasks).await;
-    tracing::debug!(local = ?local, "DNS UDP listener stopped");
 }
 
 pub(crate) async fn serve_tcp(
@@ -259,20 +307,32 @@ async fn serve_connection(
                 break;
             }
             while queries.try_join_next().is_some() {}
+            let mut answer = Vec::new();
+            let pending = match handler.answer_now(&packet, src, Transport::Tcp, &mut answer) {
+                Immediate::Answered => {
+                    // Waits while the writer is behind: back-pressure on this client.
+                    if replies.send(answer).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Immediate::Silent => continue,
+                Immediate::Forward(pending) => pending,
+            };
             // Wait for this connection's own pipeline (back-pressure on this client
             // alone), then for a place among all messages in flight.
             let Ok(own) = Arc::clone(&pipeline).acquire_owned().await else {
                 break;
             };
             let Ok(global) = Arc::clone(&limits.in_flight).try_acquire_owned() else {
-                handler.count_dropped();
+                handler.count_shed();
                 continue;
             };
             let handler = Arc::clone(&handler);
             let replies = replies.clone();
             queries.spawn(async move {
                 let _permits = (own, global);
-                if let Some(reply) = handler.respond(&packet, src, Transport::Tcp).await {
+                if let Some(reply) = handler.finish(*pending).await {
                     let _ = replies.send(reply).await;
                 }
             });
