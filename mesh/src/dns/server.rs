@@ -4,13 +4,16 @@
 //! Questions the handler can answer at once (cluster names, cached upstream answers)
 //! are answered in the receive loop; only a question that waits on an upstream gets a
 //! task of its own, within the bound on messages in flight, so it never holds up an
-//! answer from the cluster, on UDP or on a pipelined TCP connection. This module moves bytes; what they mean is the handler's business.
+//! answer from the cluster, on UDP or on a pipelined TCP connection. On Linux the UDP
+//! loop takes a batch of datagrams per system call and sends their answers with one
+//! (`batch`); elsewhere, or on a kernel without those calls, one datagram per call.
+//! This module moves bytes; what they mean is the handler's business.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -121,9 +124,26 @@ pub(crate) async fn serve_udp(
         limits,
         tasks: JoinSet::new(),
     };
-    serve_udp_plain(&mut listener, &mut stop).await;
+    #[cfg(target_os = "linux")]
+    let plain = serve_udp_batched(&mut listener, &mut stop).await == Served::Unsupported;
+    #[cfg(not(target_os = "linux"))]
+    let plain = true;
+    if plain {
+        tracing::debug!(local = ?listener.local, "one datagram per system call");
+        serve_udp_plain(&mut listener, &mut stop).await;
+    }
     drain(&mut listener.tasks).await;
     tracing::debug!(local = ?listener.local, "DNS UDP listener stopped");
+}
+
+/// How the batched UDP loop ended.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Told to stop.
+    Stopped,
+    /// The system has no batched calls: use the plain loop.
+    Unsupported,
 }
 
 /// One UDP socket's loop state: what answering a datagram needs.
@@ -174,7 +194,85 @@ impl UdpListener {
     }
 }
 
-/// One datagram per system call.
+/// Receives up to a batch of datagrams per system call, answers those it can at once,
+/// and sends their answers with one system call.
+#[cfg(target_os = "linux")]
+async fn serve_udp_batched(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) -> Served {
+    use std::os::fd::AsRawFd;
+
+    use super::batch::{self, BATCH, RecvBatch, SendBatch};
+
+    let socket = Arc::clone(&listener.socket);
+    let fd = socket.as_raw_fd();
+    let mut received = RecvBatch::new(BATCH, MAX_DATAGRAM);
+    let mut out = SendBatch::default();
+    loop {
+        let ready = tokio::select! {
+            ready = socket.readable() => ready,
+            () = stopped(stop) => return Served::Stopped,
+        };
+        if let Err(error) = ready {
+            tracing::debug!(local = ?listener.local, %error, "DNS UDP socket failed");
+            tokio::time::sleep(ERROR_PAUSE).await;
+            continue;
+        }
+        let count = match socket.try_io(Interest::READABLE, || received.recv(fd)) {
+            Ok(count) => count,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) if batch::unsupported(&error) => return Served::Unsupported,
+            Err(error) => {
+                tracing::debug!(local = ?listener.local, %error, "DNS UDP receive failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        listener.reap();
+        for index in 0..count {
+            let Some(datagram) = received.get(index) else {
+                continue;
+            };
+            // A datagram longer than its slot (65,536 bytes, more than UDP carries) or
+            // from an unknown family cannot be answered rightly.
+            let (Some(src), false) = (datagram.src, datagram.truncated) else {
+                listener.handler.count_dropped();
+                continue;
+            };
+            let start = out.buffer().len();
+            if listener.take(datagram.data, src, out.buffer()) {
+                out.commit(start, src);
+            } else {
+                out.discard(start);
+            }
+        }
+        loop {
+            match socket.try_io(Interest::WRITABLE, || out.send(fd)) {
+                Ok(()) => break,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(error) = socket.writable().await {
+                        tracing::debug!(local = ?listener.local, %error, "DNS UDP socket failed");
+                        break;
+                    }
+                }
+                Err(error) if batch::unsupported(&error) => {
+                    for (bytes, dest) in out.pending() {
+                        if let Err(error) = socket.send_to(bytes, dest).await {
+                            tracing::debug!(%dest, %error, "DNS UDP send failed");
+                        }
+                    }
+                    return Served::Unsupported;
+                }
+                Err(error) => {
+                    // `send` skips what the system refuses; anything else is unexpected.
+                    tracing::debug!(local = ?listener.local, %error, "DNS UDP send failed");
+                    break;
+                }
+            }
+        }
+        out.clear();
+    }
+}
+
+/// One datagram per system call: where the batched calls do not exist.
 async fn serve_udp_plain(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) {
     let socket = Arc::clone(&listener.socket);
     let mut buffer = vec![0u8; MAX_DATAGRAM];
