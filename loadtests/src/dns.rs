@@ -613,8 +613,8 @@ impl fmt::Display for DnsBenchReport {
         let s = &self.mesh_stats;
         writeln!(
             f,
-            "  mesh counters: {} received, {} answered from the cluster, {} dropped",
-            s.queries, s.cluster, s.dropped
+            "  mesh counters: {} received, {} answered from the cluster ({} from the answer cache), {} dropped",
+            s.queries, s.cluster, s.cluster_cached, s.dropped
         )?;
         writeln!(f, "  reproduce: {}", o.command_line())
     }

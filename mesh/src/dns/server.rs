@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -200,10 +200,14 @@ impl UdpListener {
 async fn serve_udp_batched(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) -> Served {
     use std::os::fd::AsRawFd;
 
+    use tokio::io::Interest;
+
     use super::batch::{self, BATCH, RecvBatch, SendBatch};
 
     let socket = Arc::clone(&listener.socket);
     let fd = socket.as_raw_fd();
+    // 32 slots of 64 KiB: 2 MiB of address space, of which only the pages datagrams
+    // reach are ever backed by memory.
     let mut received = RecvBatch::new(BATCH, MAX_DATAGRAM);
     let mut out = SendBatch::default();
     loop {
@@ -231,8 +235,9 @@ async fn serve_udp_batched(listener: &mut UdpListener, stop: &mut watch::Receive
             let Some(datagram) = received.get(index) else {
                 continue;
             };
-            // A datagram longer than its slot (65,536 bytes, more than UDP carries) or
-            // from an unknown family cannot be answered rightly.
+            // A datagram longer than its slot (65,535 bytes: more than a UDP payload can
+            // be, so never in practice) or from an unknown family cannot be answered
+            // rightly.
             let (Some(src), false) = (datagram.src, datagram.truncated) else {
                 listener.handler.count_dropped();
                 continue;
