@@ -118,9 +118,9 @@ impl Default for DnsBenchOptions {
     /// 100 queries outstanding; the mesh: one worker thread. On the 2-core machines this
     /// project runs on, dnsperf keeps about one core busy to load either server, which
     /// leaves one core for the server under test — the same for dnsmasq, which is
-    /// single-threaded. A second mesh worker only adds cross-thread wake-ups there:
-    /// measured, 7.6–8.2 µs of server CPU per query against 6.2 with one worker, and
-    /// fewer queries/s (`docs/benchmarks.md`). `mesh_threads` changes it for bigger
+    /// single-threaded. The mesh serves its one UDP socket from one task, so a second
+    /// worker adds nothing there: measured, 4.1–4.4 µs of server CPU per query with one
+    /// worker or two (`docs/benchmarks.md`). `mesh_threads` changes it for bigger
     /// machines.
     fn default() -> Self {
         Self {
@@ -613,8 +613,8 @@ impl fmt::Display for DnsBenchReport {
         let s = &self.mesh_stats;
         writeln!(
             f,
-            "  mesh counters: {} received, {} answered from the cluster, {} dropped",
-            s.queries, s.cluster, s.dropped
+            "  mesh counters: {} received, {} answered from the cluster ({} from the answer cache), {} dropped",
+            s.queries, s.cluster, s.cluster_cached, s.dropped
         )?;
         writeln!(f, "  reproduce: {}", o.command_line())
     }

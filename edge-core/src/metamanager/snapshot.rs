@@ -165,7 +165,8 @@ pub struct Snapshot {
     /// Counts committed batches since the store opened; a new snapshot has a higher one.
     pub version: u64,
     objects: BTreeMap<ObjectKey, Arc<KubeObject>>,
-    services: HashMap<(String, String), Arc<ServiceView>>,
+    /// By namespace, then name: looked up with borrowed `&str`s, no key built per call.
+    services: HashMap<String, HashMap<String, Arc<ServiceView>>>,
     by_cluster_ip: HashMap<IpAddr, Arc<ServiceView>>,
     nodes: HashMap<String, NodeView>,
     pods: HashMap<IpAddr, PodView>,
@@ -224,7 +225,7 @@ impl Snapshot {
                 }
             }
         }
-        let mut services = HashMap::new();
+        let mut services: HashMap<String, HashMap<String, Arc<ServiceView>>> = HashMap::new();
         let mut by_cluster_ip = HashMap::new();
         for (namespace, name, service) in service_objects {
             let id = (namespace.clone(), name.clone());
@@ -246,7 +247,8 @@ impl Snapshot {
             for ip in &view.cluster_ips {
                 by_cluster_ip.insert(*ip, Arc::clone(&view));
             }
-            services.insert(id, view);
+            let (namespace, name) = id;
+            services.entry(namespace).or_default().insert(name, view);
         }
         Self {
             version,
@@ -261,8 +263,7 @@ impl Snapshot {
 
     /// The Service `namespace/name`.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceView>> {
-        self.services
-            .get(&(namespace.to_string(), name.to_string()))
+        self.services.get(namespace)?.get(name)
     }
 
     /// The Service whose cluster IP is `ip`.
@@ -272,7 +273,7 @@ impl Snapshot {
 
     /// Every Service.
     pub fn services(&self) -> impl Iterator<Item = &Arc<ServiceView>> {
-        self.services.values()
+        self.services.values().flat_map(HashMap::values)
     }
 
     /// The Node called `name`.

@@ -18,10 +18,12 @@ use rand::seq::SliceRandom;
 pub(crate) enum Lookup {
     /// Not a cluster name: the handler forwards it.
     NotOurs,
-    /// NOERROR with these records.
+    /// NOERROR with these records. `shuffled`: their order was drawn at random (a
+    /// headless Service's addresses), so the next answer to the same question differs.
     Answer {
         answers: Vec<Record>,
         additionals: Vec<Record>,
+        shuffled: bool,
     },
     /// The name exists but has no records of the type asked (NOERROR, no answers);
     /// `soa` goes in the authority section when the name is inside the cluster domain.
@@ -150,6 +152,7 @@ impl ClusterZone {
                     Lookup::Answer {
                         answers: vec![self.soa(snapshot)],
                         additionals: Vec::new(),
+                        shuffled: false,
                     }
                 } else {
                     self.nodata(snapshot)
@@ -228,12 +231,19 @@ impl ClusterZone {
             .collect()
     }
 
-    fn addresses(&self, snapshot: &Snapshot, query: &Query, ips: &[IpAddr]) -> Lookup {
+    fn addresses(
+        &self,
+        snapshot: &Snapshot,
+        query: &Query,
+        ips: &[IpAddr],
+        shuffled: bool,
+    ) -> Lookup {
         let answers = self.address_records(query.name(), query.query_type(), ips);
         if answers.is_empty() {
             self.nodata(snapshot)
         } else {
             Lookup::Answer {
+                shuffled: shuffled && answers.len() > 1,
                 answers,
                 additionals: Vec::new(),
             }
@@ -245,9 +255,9 @@ impl ClusterZone {
             let mut ips = ready_ips(view);
             // Spread clients over the endpoints, as kube-dns does.
             ips.shuffle(&mut rand::rng());
-            self.addresses(snapshot, query, &ips)
+            self.addresses(snapshot, query, &ips, true)
         } else {
-            self.addresses(snapshot, query, &view.cluster_ips)
+            self.addresses(snapshot, query, &view.cluster_ips, false)
         }
     }
 
@@ -268,7 +278,7 @@ impl ClusterZone {
         if ips.is_empty() {
             return self.nxdomain(snapshot);
         }
-        self.addresses(snapshot, query, &ips)
+        self.addresses(snapshot, query, &ips, false)
     }
 
     fn srv(
@@ -329,6 +339,7 @@ impl ClusterZone {
         Lookup::Answer {
             answers,
             additionals,
+            shuffled: false,
         }
     }
 
@@ -358,6 +369,7 @@ impl ClusterZone {
                     RData::PTR(PTR(target)),
                 )],
                 additionals: Vec::new(),
+                shuffled: false,
             },
             None => Lookup::NotOurs,
         }

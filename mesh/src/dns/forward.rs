@@ -214,13 +214,15 @@ impl Forwarder {
         cache.put(key, message.clone(), ttl, Instant::now());
     }
 
+    /// The cached upstream answer to `query`, TTLs aged; `None` when none is cached.
+    /// Never waits, so the server can answer cache hits without spawning a task.
+    pub(crate) fn cached_answer(&self, query: &Query) -> Option<Message> {
+        self.cached(&cache_key(query))
+    }
+
     /// Answers `query` from the cache or the upstreams.
     pub(crate) async fn forward(&self, query: &Query) -> Forwarded {
-        let key = (
-            LowerName::new(query.name()),
-            query.query_type(),
-            query.query_class(),
-        );
+        let key = cache_key(query);
         if let Some(message) = self.cached(&key) {
             return Forwarded::Cached(message);
         }
@@ -289,6 +291,14 @@ impl Forwarder {
             code => Err(UpstreamError::Failed { upstream, code }),
         }
     }
+}
+
+fn cache_key(query: &Query) -> CacheKey {
+    (
+        LowerName::new(query.name()),
+        query.query_type(),
+        query.query_class(),
+    )
 }
 
 /// Checks that `message` answers question `query` sent with `id`.

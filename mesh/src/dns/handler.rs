@@ -2,13 +2,16 @@
 //! cluster zone and the upstreams, response codes, EDNS and truncation.
 //!
 //! Knows nothing of sockets (the server feeds it bytes) and never writes to the store:
-//! it reads the current snapshot once per question.
+//! it reads the current snapshot once per question. Everything but forwarding is
+//! synchronous ([`DnsHandler::answer_now`]), so the server answers cluster names in its
+//! receive loop and spawns work only for questions that wait on an upstream; repeated
+//! cluster questions are answered from `answers`, the cache of encoded answers.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use causeway_edge_core::metamanager::MetaManager;
-use hickory_proto::op::{Edns, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
@@ -16,6 +19,7 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageRequest, MessageResponseBuilder};
 use tokio::sync::Semaphore;
 
+use super::answers::{AnswerCache, Kind, Outcome};
 use super::cluster::{ClusterZone, Lookup};
 use super::forward::{Forwarded, Forwarder};
 use super::stats::{Counters, DnsStats, bump};
@@ -43,6 +47,7 @@ pub struct DnsHandler {
     zone: ClusterZone,
     forwarder: Forwarder,
     store: MetaManager,
+    answers: AnswerCache,
     counters: Counters,
 }
 
@@ -94,6 +99,7 @@ impl DnsHandler {
                 config.cache_size,
             ),
             store,
+            answers: AnswerCache::default(),
             counters: Counters::default(),
         })
     }
@@ -108,9 +114,15 @@ impl DnsHandler {
         self.forwarder.upstreams()
     }
 
-    /// Counts a message dropped before it reached [`DnsHandler::respond`].
+    /// Counts a message dropped before it reached [`DnsHandler::answer_now`].
     pub(crate) fn count_dropped(&self) {
         bump(&self.counters.queries);
+        bump(&self.counters.dropped);
+    }
+
+    /// Counts a message [`DnsHandler::answer_now`] counted and handed back for
+    /// forwarding, dropped because too many are in flight.
+    pub(crate) fn count_shed(&self) {
         bump(&self.counters.dropped);
     }
 
@@ -123,18 +135,48 @@ impl DnsHandler {
         src: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.answer_now(packet, src, transport, &mut out) {
+            Immediate::Answered => Some(out),
+            Immediate::Silent => None,
+            Immediate::Forward(pending) => self.finish(*pending).await,
+        }
+    }
+
+    /// Answers `packet` at once when that needs no upstream, appending the answer to
+    /// `out` ([`Immediate::Answered`]); otherwise hands back what [`DnsHandler::finish`]
+    /// needs to forward it. Counts the message either way. `out` is only appended to.
+    ///
+    /// Cluster answers come from the answer cache when the same message (but its id)
+    /// was answered before from the same snapshot version; otherwise the message is
+    /// decoded, looked up and encoded, and the result kept for next time.
+    pub(crate) fn answer_now(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Immediate {
         bump(&self.counters.queries);
         let (Some(&id_high), Some(&id_low)) = (packet.first(), packet.get(1)) else {
             bump(&self.counters.dropped);
-            return None;
+            return Immediate::Silent;
         };
         let flags = packet.get(2).copied().unwrap_or(0);
         if flags & 0x80 != 0 {
             // A response: answering it could start a loop between two servers.
             bump(&self.counters.dropped);
-            return None;
+            return Immediate::Silent;
         }
         let id = u16::from_be_bytes([id_high, id_low]);
+        let snapshot = self.store.snapshot();
+        let version = snapshot.version;
+        if let Some(outcome) = self.answers.answer(version, transport, packet, out) {
+            self.count_cluster(outcome);
+            bump(&self.counters.cluster_cached);
+            tracing::trace!(%src, id, "answered from the answer cache");
+            return Immediate::Answered;
+        }
         let protocol = match transport {
             Transport::Udp => Protocol::Udp,
             Transport::Tcp => Protocol::Tcp,
@@ -144,51 +186,86 @@ impl DnsHandler {
             Err(error) => {
                 tracing::debug!(%src, id, len = packet.len(), %error, "undecodable DNS message");
                 bump(&self.counters.formerr);
-                return Some(bare_header(id, flags, ResponseCode::FormErr));
+                out.extend_from_slice(&bare_header(id, flags, ResponseCode::FormErr));
+                return Immediate::Answered;
             }
         };
         let message: &MessageRequest = &request;
         if message.metadata.op_code != OpCode::Query {
             bump(&self.counters.refused);
-            return self.error(message, flags, ResponseCode::NotImp, transport);
+            return put(
+                out,
+                self.error(message, flags, ResponseCode::NotImp, transport),
+            );
         }
         if message.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            return self.error(message, flags, ResponseCode::BADVERS, transport);
+            return put(
+                out,
+                self.error(message, flags, ResponseCode::BADVERS, transport),
+            );
         }
         let [query] = message.queries.queries() else {
             tracing::debug!(%src, id, questions = message.queries.len(), "not one question");
             bump(&self.counters.formerr);
-            return self.error(message, flags, ResponseCode::FormErr, transport);
+            return put(
+                out,
+                self.error(message, flags, ResponseCode::FormErr, transport),
+            );
         };
         let query = query.original();
-        let snapshot = self.store.snapshot();
         let lookup = self.zone.lookup(&snapshot, query);
         drop(snapshot);
-        let (code, answer, authority, additional) = match lookup {
-            Lookup::NotOurs => return self.forward(message, flags, query, src, transport).await,
+        let (code, kind, answer, authority, additional, shuffled) = match lookup {
+            Lookup::NotOurs => {
+                if let Some(cached) = self.forwarder.cached_answer(query) {
+                    bump(&self.counters.cache_hits);
+                    return put(out, self.relay(message, flags, &cached, transport));
+                }
+                let query = query.clone();
+                return Immediate::Forward(Box::new(Pending {
+                    request,
+                    flags,
+                    query,
+                    src,
+                    transport,
+                }));
+            }
             Lookup::Refused => {
                 bump(&self.counters.refused);
-                return self.error(message, flags, ResponseCode::Refused, transport);
+                return put(
+                    out,
+                    self.error(message, flags, ResponseCode::Refused, transport),
+                );
             }
             Lookup::Answer {
                 answers,
                 additionals,
-            } => (ResponseCode::NoError, answers, Vec::new(), additionals),
-            Lookup::NoData { soa } => {
-                bump(&self.counters.cluster_nodata);
-                (
-                    ResponseCode::NoError,
-                    Vec::new(),
-                    soa.into_iter().collect(),
-                    Vec::new(),
-                )
-            }
-            Lookup::NxDomain { soa } => {
-                bump(&self.counters.cluster_nxdomain);
-                (ResponseCode::NXDomain, Vec::new(), vec![soa], Vec::new())
-            }
+                shuffled,
+            } => (
+                ResponseCode::NoError,
+                Kind::Answer,
+                answers,
+                Vec::new(),
+                additionals,
+                shuffled,
+            ),
+            Lookup::NoData { soa } => (
+                ResponseCode::NoError,
+                Kind::NoData,
+                Vec::new(),
+                soa.into_iter().collect(),
+                Vec::new(),
+                false,
+            ),
+            Lookup::NxDomain { soa } => (
+                ResponseCode::NXDomain,
+                Kind::NxDomain,
+                Vec::new(),
+                vec![soa],
+                Vec::new(),
+                false,
+            ),
         };
-        bump(&self.counters.cluster);
         tracing::debug!(
             %src,
             id,
@@ -207,7 +284,43 @@ impl DnsHandler {
             authorities: &authority,
             additionals: &additional,
         };
-        self.encode(message, metadata, flags, &sections, transport)
+        let encoded = self.encode_counted(message, metadata, flags, &sections, transport);
+        let outcome = Outcome {
+            kind,
+            truncated: encoded.truncated,
+        };
+        self.count_cluster(outcome);
+        if encoded.whole_or_cut() && !shuffled {
+            self.answers
+                .insert(version, transport, packet, &encoded.bytes, outcome);
+        }
+        out.extend_from_slice(&encoded.bytes);
+        Immediate::Answered
+    }
+
+    /// Answers a question [`DnsHandler::answer_now`] could not: through the upstreams.
+    pub(crate) async fn finish(&self, pending: Pending) -> Option<Vec<u8>> {
+        let Pending {
+            request,
+            flags,
+            query,
+            src,
+            transport,
+        } = pending;
+        self.forward(&request, flags, &query, src, transport).await
+    }
+
+    /// Counts a cluster answer: `cluster`, its kind, and truncation.
+    fn count_cluster(&self, outcome: Outcome) {
+        bump(&self.counters.cluster);
+        match outcome.kind {
+            Kind::Answer => {}
+            Kind::NoData => bump(&self.counters.cluster_nodata),
+            Kind::NxDomain => bump(&self.counters.cluster_nxdomain),
+        }
+        if outcome.truncated {
+            bump(&self.counters.truncated);
+        }
     }
 
     async fn forward(
@@ -242,6 +355,17 @@ impl DnsHandler {
                 return self.error(message, flags, ResponseCode::ServFail, transport);
             }
         };
+        self.relay(message, flags, &relayed, transport)
+    }
+
+    /// An upstream's answer, relayed under the asker's header.
+    fn relay(
+        &self,
+        message: &MessageRequest,
+        flags: u8,
+        relayed: &Message,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let mut metadata = Metadata::response_from_request(&message.metadata);
         metadata.response_code = relayed.metadata.response_code;
         metadata.recursion_available = true;
@@ -270,6 +394,7 @@ impl DnsHandler {
     /// Encodes an answer within the transport's size limit. An answer that does not fit
     /// in a datagram goes out with TC set and no records, so the client asks again over
     /// TCP rather than use a part of it; over TCP (64 KiB) what fits goes out, with TC.
+    /// Counts truncation.
     fn encode(
         &self,
         message: &MessageRequest,
@@ -278,6 +403,22 @@ impl DnsHandler {
         sections: &Sections<'_>,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        let encoded = self.encode_counted(message, metadata, flags, sections, transport);
+        if encoded.truncated {
+            bump(&self.counters.truncated);
+        }
+        Some(encoded.bytes)
+    }
+
+    /// [`DnsHandler::encode`], leaving the truncation to the caller to count.
+    fn encode_counted(
+        &self,
+        message: &MessageRequest,
+        metadata: Metadata,
+        flags: u8,
+        sections: &Sections<'_>,
+        transport: Transport,
+    ) -> Encoded {
         let edns = message.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
             edns.set_max_payload(UDP_PAYLOAD_LIMIT);
@@ -288,27 +429,99 @@ impl DnsHandler {
             Transport::Tcp => u16::MAX,
         };
         let code = metadata.response_code;
+        let id = metadata.id;
         match emit(message, edns.as_ref(), metadata, sections, limit) {
-            Ok((bytes, false)) => return Some(bytes),
+            Ok((bytes, false)) => {
+                return Encoded {
+                    bytes,
+                    truncated: false,
+                    failed: false,
+                };
+            }
             Ok((bytes, true)) if transport == Transport::Tcp => {
                 // Past 64 KiB even TCP cannot carry it: send what fits, marked.
-                bump(&self.counters.truncated);
-                return Some(bytes);
+                return Encoded {
+                    bytes,
+                    truncated: true,
+                    failed: false,
+                };
             }
             Ok((_, true)) => {
-                bump(&self.counters.truncated);
                 let mut metadata = metadata;
                 metadata.truncation = true;
                 if let Ok((bytes, _)) = emit(message, edns.as_ref(), metadata, &EMPTY, limit) {
-                    return Some(bytes);
+                    return Encoded {
+                        bytes,
+                        truncated: true,
+                        failed: false,
+                    };
                 }
+                // Counted as truncated, as it always was, even though what goes out
+                // is the SERVFAIL below.
+                return Encoded {
+                    bytes: bare_header(id, flags, ResponseCode::ServFail),
+                    truncated: true,
+                    failed: true,
+                };
             }
             Err(error) => {
-                tracing::warn!(id = metadata.id, rcode = %code, %error, "an answer did not encode");
+                tracing::warn!(id, rcode = %code, %error, "an answer did not encode");
             }
         }
-        Some(bare_header(metadata.id, flags, ResponseCode::ServFail))
+        Encoded {
+            bytes: bare_header(id, flags, ResponseCode::ServFail),
+            truncated: false,
+            failed: true,
+        }
     }
+}
+
+/// An encoded answer and how it went.
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Too large for the transport: sent with TC (counted as truncated).
+    truncated: bool,
+    /// The answer did not encode: `bytes` is a bare SERVFAIL instead.
+    failed: bool,
+}
+
+impl Encoded {
+    /// The answer is the one meant (whole, or cut with TC), not a SERVFAIL stand-in.
+    fn whole_or_cut(&self) -> bool {
+        !self.failed
+    }
+}
+
+/// Appends `answer` (when there is one) to `out`.
+fn put(out: &mut Vec<u8>, answer: Option<Vec<u8>>) -> Immediate {
+    match answer {
+        Some(bytes) => {
+            out.extend_from_slice(&bytes);
+            Immediate::Answered
+        }
+        None => Immediate::Silent,
+    }
+}
+
+/// What [`DnsHandler::answer_now`] did with a message.
+#[derive(Debug)]
+pub(crate) enum Immediate {
+    /// The answer was appended to the output.
+    Answered,
+    /// There is nothing to send.
+    Silent,
+    /// The question waits on an upstream: [`DnsHandler::finish`] answers it.
+    Forward(Box<Pending>),
+}
+
+/// A question to forward, with what its answer needs.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    request: Request,
+    flags: u8,
+    query: Query,
+    src: SocketAddr,
+    transport: Transport,
 }
 
 /// Emits one response; the flag says whether it was truncated to fit `limit`.

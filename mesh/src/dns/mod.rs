@@ -10,12 +10,16 @@
 //!
 //! Pieces: [`config`] (settings, resolv.conf), `cluster` (the authoritative zone over a
 //! snapshot), `forward` (upstreams and cache), [`handler`] (bytes in, bytes out),
-//! `server` (sockets) and [`stats`] (counters). Messages are decoded and encoded with
-//! hickory-proto and hickory-server's request and response types.
+//! `answers` (encoded cluster answers by question: the fast path), `server` (sockets),
+//! `batch` (Linux `recvmmsg`/`sendmmsg`) and [`stats`] (counters). Messages are decoded
+//! and encoded with hickory-proto and hickory-server's request and response types.
 //!
 //! This module reads the store and never writes to it; it binds only the addresses it
 //! is given and sends only to the configured (or resolv.conf's) upstreams.
 
+mod answers;
+#[cfg(target_os = "linux")]
+mod batch;
 mod cluster;
 pub mod config;
 mod forward;

@@ -1,9 +1,13 @@
 //! The sockets: UDP and TCP listeners feeding the handler, with bounds on work in
 //! flight, idle timeouts, and shutdown.
 //!
-//! Every message gets its own task, so an answer that waits on an upstream never holds
-//! up one from the cluster, on UDP or on a pipelined TCP connection. This module moves
-//! bytes; what they mean is the handler's business.
+//! Questions the handler can answer at once (cluster names, cached upstream answers)
+//! are answered in the receive loop; only a question that waits on an upstream gets a
+//! task of its own, within the bound on messages in flight, so it never holds up an
+//! answer from the cluster, on UDP or on a pipelined TCP connection. On Linux the UDP
+//! loop takes a batch of datagrams per system call and sends their answers with one
+//! (`batch`); elsewhere, or on a kernel without those calls, one datagram per call.
+//! This module moves bytes; what they mean is the handler's business.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +20,12 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::DnsError;
-use super::handler::{DnsHandler, Transport};
+use super::handler::{DnsHandler, Immediate, Transport};
 
 /// The receive buffer for one datagram (the largest a UDP packet can be).
 const MAX_DATAGRAM: usize = 65_535;
-/// Messages being answered at once, over all listeners; past this UDP datagrams are
-/// dropped (the client retries) and TCP connections stop being read.
+/// Forwarded questions being answered at once, over all listeners; past this such UDP
+/// datagrams and TCP messages are dropped (the client retries).
 const MAX_IN_FLIGHT: usize = 4096;
 /// TCP connections open at once; past this new ones are closed at once.
 const MAX_TCP_CONNECTIONS: usize = 512;
@@ -113,48 +117,195 @@ pub(crate) async fn serve_udp(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let socket = Arc::new(socket);
-    let local = socket.local_addr().ok();
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
-    let mut tasks = JoinSet::new();
+    let mut listener = UdpListener {
+        local: socket.local_addr().ok(),
+        socket: Arc::new(socket),
+        handler,
+        limits,
+        tasks: JoinSet::new(),
+    };
+    #[cfg(target_os = "linux")]
+    let plain = serve_udp_batched(&mut listener, &mut stop).await == Served::Unsupported;
+    #[cfg(not(target_os = "linux"))]
+    let plain = true;
+    if plain {
+        tracing::debug!(local = ?listener.local, "one datagram per system call");
+        serve_udp_plain(&mut listener, &mut stop).await;
+    }
+    drain(&mut listener.tasks).await;
+    tracing::debug!(local = ?listener.local, "DNS UDP listener stopped");
+}
+
+/// How the batched UDP loop ended.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Told to stop.
+    Stopped,
+    /// The system has no batched calls: use the plain loop.
+    Unsupported,
+}
+
+/// One UDP socket's loop state: what answering a datagram needs.
+struct UdpListener {
+    local: Option<SocketAddr>,
+    socket: Arc<UdpSocket>,
+    handler: Arc<DnsHandler>,
+    limits: Limits,
+    /// Forwarded questions waiting on upstreams.
+    tasks: JoinSet<()>,
+}
+
+impl UdpListener {
+    /// Answers the datagram `packet` from `src`: appends the answer to `out` and says
+    /// true, or says false when there is nothing to send now — no answer at all, or a
+    /// forwarded question, whose task sends its answer itself when the upstream replies.
+    fn take(&mut self, packet: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        if src.port() == 0 {
+            self.handler.count_dropped();
+            return false;
+        }
+        match self.handler.answer_now(packet, src, Transport::Udp, out) {
+            Immediate::Answered => true,
+            Immediate::Silent => false,
+            Immediate::Forward(pending) => {
+                let Ok(permit) = Arc::clone(&self.limits.in_flight).try_acquire_owned() else {
+                    self.handler.count_shed();
+                    return false;
+                };
+                let handler = Arc::clone(&self.handler);
+                let socket = Arc::clone(&self.socket);
+                self.tasks.spawn(async move {
+                    let _permit = permit;
+                    if let Some(reply) = handler.finish(*pending).await
+                        && let Err(error) = socket.send_to(&reply, src).await
+                    {
+                        tracing::debug!(%src, %error, "DNS UDP send failed");
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// Forgets the forwarding tasks that are done.
+    fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Receives up to a batch of datagrams per system call, answers those it can at once,
+/// and sends their answers with one system call.
+#[cfg(target_os = "linux")]
+async fn serve_udp_batched(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) -> Served {
+    use std::os::fd::AsRawFd;
+
+    use tokio::io::Interest;
+
+    use super::batch::{self, BATCH, RecvBatch, SendBatch};
+
+    let socket = Arc::clone(&listener.socket);
+    let fd = socket.as_raw_fd();
+    // 32 slots of 64 KiB: 2 MiB of address space, of which only the pages datagrams
+    // reach are ever backed by memory.
+    let mut received = RecvBatch::new(BATCH, MAX_DATAGRAM);
+    let mut out = SendBatch::default();
     loop {
-        let received = tokio::select! {
-            received = socket.recv_from(&mut buffer) => received,
-            () = stopped(&mut stop) => break,
+        let ready = tokio::select! {
+            ready = socket.readable() => ready,
+            () = stopped(stop) => return Served::Stopped,
         };
-        while tasks.try_join_next().is_some() {}
-        let (len, src) = match received {
-            Ok(received) => received,
+        if let Err(error) = ready {
+            tracing::debug!(local = ?listener.local, %error, "DNS UDP socket failed");
+            tokio::time::sleep(ERROR_PAUSE).await;
+            continue;
+        }
+        let count = match socket.try_io(Interest::READABLE, || received.recv(fd)) {
+            Ok(count) => count,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) if batch::unsupported(&error) => return Served::Unsupported,
             Err(error) => {
-                tracing::debug!(local = ?local, %error, "DNS UDP receive failed");
+                tracing::debug!(local = ?listener.local, %error, "DNS UDP receive failed");
                 tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             }
         };
-        if src.port() == 0 {
-            handler.count_dropped();
-            continue;
-        }
-        let Ok(permit) = Arc::clone(&limits.in_flight).try_acquire_owned() else {
-            handler.count_dropped();
-            continue;
-        };
-        let Some(packet) = buffer.get(..len).map(<[u8]>::to_vec) else {
-            continue;
-        };
-        let handler = Arc::clone(&handler);
-        let socket = Arc::clone(&socket);
-        tasks.spawn(async move {
-            let _permit = permit;
-            if let Some(reply) = handler.respond(&packet, src, Transport::Udp).await
-                && let Err(error) = socket.send_to(&reply, src).await
-            {
-                tracing::debug!(%src, %error, "DNS UDP send failed");
+        listener.reap();
+        for index in 0..count {
+            let Some(datagram) = received.get(index) else {
+                continue;
+            };
+            // A datagram longer than its slot (65,535 bytes: more than a UDP payload can
+            // be, so never in practice) or from an unknown family cannot be answered
+            // rightly.
+            let (Some(src), false) = (datagram.src, datagram.truncated) else {
+                listener.handler.count_dropped();
+                continue;
+            };
+            let start = out.buffer().len();
+            if listener.take(datagram.data, src, out.buffer()) {
+                out.commit(start, src);
+            } else {
+                out.discard(start);
             }
-        });
+        }
+        loop {
+            match socket.try_io(Interest::WRITABLE, || out.send(fd)) {
+                Ok(()) => break,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(error) = socket.writable().await {
+                        tracing::debug!(local = ?listener.local, %error, "DNS UDP socket failed");
+                        break;
+                    }
+                }
+                Err(error) if batch::unsupported(&error) => {
+                    for (bytes, dest) in out.pending() {
+                        if let Err(error) = socket.send_to(bytes, dest).await {
+                            tracing::debug!(%dest, %error, "DNS UDP send failed");
+                        }
+                    }
+                    return Served::Unsupported;
+                }
+                Err(error) => {
+                    // `send` skips what the system refuses; anything else is unexpected.
+                    tracing::debug!(local = ?listener.local, %error, "DNS UDP send failed");
+                    break;
+                }
+            }
+        }
+        out.clear();
     }
-    drain(&mut tasks).await;
-    tracing::debug!(local = ?local, "DNS UDP listener stopped");
+}
+
+/// One datagram per system call: where the batched calls do not exist.
+async fn serve_udp_plain(listener: &mut UdpListener, stop: &mut watch::Receiver<bool>) {
+    let socket = Arc::clone(&listener.socket);
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut out = Vec::new();
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buffer) => received,
+            () = stopped(stop) => break,
+        };
+        listener.reap();
+        let (len, src) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::debug!(local = ?listener.local, %error, "DNS UDP receive failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(packet) = buffer.get(..len) else {
+            continue;
+        };
+        out.clear();
+        if listener.take(packet, src, &mut out)
+            && let Err(error) = socket.send_to(&out, src).await
+        {
+            tracing::debug!(%src, %error, "DNS UDP send failed");
+        }
+    }
 }
 
 pub(crate) async fn serve_tcp(
@@ -259,20 +410,32 @@ async fn serve_connection(
                 break;
             }
             while queries.try_join_next().is_some() {}
+            let mut answer = Vec::new();
+            let pending = match handler.answer_now(&packet, src, Transport::Tcp, &mut answer) {
+                Immediate::Answered => {
+                    // Waits while the writer is behind: back-pressure on this client.
+                    if replies.send(answer).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Immediate::Silent => continue,
+                Immediate::Forward(pending) => pending,
+            };
             // Wait for this connection's own pipeline (back-pressure on this client
             // alone), then for a place among all messages in flight.
             let Ok(own) = Arc::clone(&pipeline).acquire_owned().await else {
                 break;
             };
             let Ok(global) = Arc::clone(&limits.in_flight).try_acquire_owned() else {
-                handler.count_dropped();
+                handler.count_shed();
                 continue;
             };
             let handler = Arc::clone(&handler);
             let replies = replies.clone();
             queries.spawn(async move {
                 let _permits = (own, global);
-                if let Some(reply) = handler.respond(&packet, src, Transport::Tcp).await {
+                if let Some(reply) = handler.finish(*pending).await {
                     let _ = replies.send(reply).await;
                 }
             });

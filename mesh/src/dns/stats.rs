@@ -15,6 +15,9 @@ pub struct DnsStats {
     pub cluster_nxdomain: u64,
     /// Of those, NODATA (the name exists, the type does not).
     pub cluster_nodata: u64,
+    /// Of the cluster answers, those copied from the answer cache (the same question
+    /// answered before from the same snapshot) rather than looked up and encoded.
+    pub cluster_cached: u64,
     /// Questions answered by an upstream.
     pub forwarded: u64,
     /// Questions answered from the upstream cache.
@@ -44,6 +47,7 @@ pub(crate) struct Counters {
     pub(crate) cluster: AtomicU64,
     pub(crate) cluster_nxdomain: AtomicU64,
     pub(crate) cluster_nodata: AtomicU64,
+    pub(crate) cluster_cached: AtomicU64,
     pub(crate) forwarded: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) upstream_failures: AtomicU64,
@@ -68,6 +72,7 @@ impl Counters {
             cluster: get(&self.cluster),
             cluster_nxdomain: get(&self.cluster_nxdomain),
             cluster_nodata: get(&self.cluster_nodata),
+            cluster_cached: get(&self.cluster_cached),
             forwarded: get(&self.forwarded),
             cache_hits: get(&self.cache_hits),
             upstream_failures: get(&self.upstream_failures),
