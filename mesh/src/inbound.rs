@@ -44,6 +44,8 @@ pub struct Inbound {
     pub udp_idle: Duration,
     /// The node's tasks: every stream runs as one of them.
     pub tasks: crate::tasks::NodeTasks,
+    /// The destination side of per-request HTTP.
+    pub http: crate::http::destination::Destination,
 }
 
 /// The service label of what was refused before its Service port was known.
@@ -69,6 +71,7 @@ impl Inbound {
         match stream.request().clone() {
             Request::ProxyTcp(target) => self.proxy(stream, target, Protocol::Tcp).await,
             Request::UdpFlow(target) => self.proxy(stream, target, Protocol::Udp).await,
+            Request::ProxyHttp(target) => self.proxy_http(stream, target).await,
             other => {
                 tracing::debug!(%peer, purpose = other.purpose(), "refused a stream this node does not serve");
                 stream
@@ -185,6 +188,39 @@ impl Inbound {
         self.metrics.inbound.get_or_create(&labels).inc();
         tracing::debug!(%peer, endpoint = %target.endpoint, service = %label, "carrying a connection from a peer");
         let _ = stream.bridge_tcp(tcp, self.buffer).await;
+    }
+
+    /// A stream that carries HTTP for one of this node's endpoints: checked like a
+    /// TCP one, then served per request (the destination QPS limit applies to each
+    /// request there, not to the stream).
+    async fn proxy_http(&self, stream: IncomingStream, target: ProxyTarget) {
+        let peer = stream.peer().node.clone();
+        let (namespace, name, port) = match self.check(&target, Protocol::Tcp) {
+            Ok(checked) => checked,
+            Err(message) => {
+                tracing::warn!(%peer, endpoint = %target.endpoint, %message, "refused an HTTP stream");
+                self.metrics.error(REFUSED_LABEL, "not_an_endpoint");
+                stream.refuse(Status::NoEndpoint, &message).await;
+                return;
+            }
+        };
+        let Ok(stream) = stream.accept().await else {
+            return;
+        };
+        let labels = ConnectionLabels {
+            service: target.service.clone(),
+            endpoint_node: "local".into(),
+        };
+        self.metrics.inbound.get_or_create(&labels).inc();
+        let stream_target = crate::http::destination::StreamTarget {
+            label: target.service.clone(),
+            namespace,
+            name,
+            port,
+            endpoint: target.endpoint,
+            peer: peer.to_string(),
+        };
+        self.http.clone().serve(stream, stream_target).await;
     }
 
     async fn serve_udp(

@@ -18,6 +18,7 @@ pub mod balance;
 pub mod directory;
 pub mod dns;
 pub mod endpoint_guard;
+pub mod http;
 pub mod inbound;
 pub mod metrics;
 pub mod node;

@@ -10,6 +10,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels of a connection.
@@ -27,7 +28,8 @@ pub struct ErrorLabels {
     /// `namespace/name:port`.
     pub service: String,
     /// What failed: `no_ready_endpoints`, `connect`, `rate_limited`, `not_a_service`,
-    /// `not_an_endpoint` (a peer's request refused), `idle_timeout`.
+    /// `not_an_endpoint` (a peer's request refused), `idle_timeout`, `ejected`, `shed`
+    /// (pending queue full), `request_timeout`, `upstream` (a try failed after connecting).
     pub reason: String,
 }
 
@@ -40,8 +42,34 @@ pub struct ByteLabels {
     pub direction: String,
 }
 
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `namespace/name:port`.
+    pub service: String,
+    /// `2xx`, `3xx`, `4xx`, `5xx` (answers the mesh made itself included), or `1xx`.
+    pub class: String,
+}
+
+/// Labels of the request latency histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// `namespace/name:port`.
+    pub service: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~16 s in powers of two: the range a mesh at the edge sees.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.0005, 2.0, 16,
+    ))
+}
+
+/// The histogram family type (a plain `fn` constructor keeps it `Default`-free).
+pub type LatencyFamily = Family<ServiceLabel, Histogram, fn() -> Histogram>;
+
 /// Counters the proxy updates.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MeshMetrics {
     /// Connections carried to an endpoint.
     pub connections: Family<ConnectionLabels, Counter>,
@@ -53,6 +81,27 @@ pub struct MeshMetrics {
     pub bytes: Family<ByteLabels, Counter>,
     /// Connections accepted from other nodes (destination side).
     pub inbound: Family<ConnectionLabels, Counter>,
+    /// HTTP requests answered, by status class (source side).
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to the response head, in seconds, tries included (source side).
+    pub latency: LatencyFamily,
+    /// Tries after the first.
+    pub retries: Family<ServiceLabel, Counter>,
+}
+
+impl Default for MeshMetrics {
+    fn default() -> Self {
+        Self {
+            connections: Family::default(),
+            active: Family::default(),
+            errors: Family::default(),
+            bytes: Family::default(),
+            inbound: Family::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+        }
+    }
 }
 
 impl MeshMetrics {
@@ -62,6 +111,37 @@ impl MeshMetrics {
             .get_or_create(&ErrorLabels {
                 service: service.to_string(),
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an answered HTTP request and its latency to the response head.
+    pub fn request(&self, service: &str, status: u16, latency: std::time::Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.to_string(),
+                class: class.to_string(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ServiceLabel {
+                service: service.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a retry.
+    pub fn retry(&self, service: &str) {
+        self.retries
+            .get_or_create(&ServiceLabel {
+                service: service.to_string(),
             })
             .inc();
     }
@@ -218,6 +298,21 @@ pub fn registry(metrics: &Arc<MeshMetrics>) -> Registry {
         "inbound_connections",
         "Connections accepted from other nodes for this node's endpoints",
         metrics.inbound.clone(),
+    );
+    registry.register(
+        "http_requests",
+        "HTTP requests answered, by service and status class (the mesh's own refusals included)",
+        metrics.requests.clone(),
+    );
+    registry.register(
+        "http_request_duration_seconds",
+        "Time from a request to its response head, retries included, by service",
+        metrics.latency.clone(),
+    );
+    registry.register(
+        "http_retries",
+        "Tries after the first, by service",
+        metrics.retries.clone(),
     );
     registry
 }

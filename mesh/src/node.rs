@@ -22,6 +22,8 @@ use crate::admin::{self, AdminView};
 use crate::directory::SnapshotDirectory;
 use crate::dns::{DnsConfig, DnsError, DnsHandler, DnsServer};
 use crate::endpoint_guard::EndpointGuard;
+use crate::http::destination::Destination;
+use crate::http::proxy::HttpProxy;
 use crate::inbound::Inbound;
 use crate::metrics::{self, DnsAnswers, MeshMetrics, ReadAtScrape};
 use crate::outbound::{Outbound, OutboundConfig};
@@ -69,6 +71,8 @@ pub struct NodeConfig {
     /// start, tests). Off, an EndpointSlice cannot point the mesh at the node's own
     /// loopback services.
     pub allow_loopback_endpoints: bool,
+    /// The header that tells an HTTP application who called it.
+    pub forwarded: crate::http::headers::ForwardedHeader,
 }
 
 impl NodeConfig {
@@ -97,6 +101,7 @@ impl NodeConfig {
             buffer: DEFAULT_BUFFER,
             allow_remote_clients: false,
             allow_loopback_endpoints: false,
+            forwarded: crate::http::headers::ForwardedHeader::default(),
         }
     }
 }
@@ -361,18 +366,6 @@ impl MeshNode {
         }
         let metrics = Arc::new(MeshMetrics::default());
         let limiters = Arc::new(Limiters::default());
-        let inbound = Arc::new(Inbound {
-            node: config.name.clone(),
-            store: store.clone(),
-            policies: Arc::clone(&policies),
-            limiters: Arc::clone(&limiters),
-            metrics: Arc::clone(&metrics),
-            guard: guard.clone(),
-            buffer: config.buffer,
-            udp_idle: Duration::from_secs(60),
-            tasks: tasks.clone(),
-        });
-        tasks.spawn(inbound.serve(incoming));
         let outbound = Arc::new(Outbound::new(OutboundConfig {
             node,
             site: config.site.clone(),
@@ -381,13 +374,36 @@ impl MeshNode {
             limiters: Arc::clone(&limiters),
             tunnel: tunnel.clone(),
             metrics: Arc::clone(&metrics),
-            guard,
+            guard: guard.clone(),
         }));
+        let http = Arc::new(HttpProxy::new(
+            Arc::clone(&outbound),
+            config.forwarded,
+            tasks.clone(),
+        ));
+        let inbound = Arc::new(Inbound {
+            node: config.name.clone(),
+            store: store.clone(),
+            policies: Arc::clone(&policies),
+            limiters: Arc::clone(&limiters),
+            metrics: Arc::clone(&metrics),
+            guard,
+            buffer: config.buffer,
+            udp_idle: Duration::from_secs(60),
+            tasks: tasks.clone(),
+            http: Destination {
+                proxy: Arc::clone(&http),
+                policies: Arc::clone(&policies),
+                limiters: Arc::clone(&limiters),
+            },
+        });
+        tasks.spawn(inbound.serve(incoming));
         tasks.spawn(housekeeping(
             config.name.clone(),
             config.site.clone(),
             store.clone(),
             Arc::clone(&outbound),
+            Arc::clone(&http),
             limiters,
         ));
         let access = Arc::new(Access {
@@ -397,6 +413,7 @@ impl MeshNode {
             metrics: Arc::clone(&metrics),
             buffer: config.buffer,
             tasks: tasks.clone(),
+            http,
         });
         for (listener, service) in service_listeners {
             tasks.spawn(access::serve_service(
@@ -557,6 +574,7 @@ async fn housekeeping(
     site: Option<String>,
     store: MetaManager,
     outbound: Arc<Outbound>,
+    http: Arc<HttpProxy>,
     limiters: Arc<Limiters>,
 ) {
     let mut warned = false;
@@ -565,11 +583,13 @@ async fn housekeeping(
         tick.tick().await;
         let snapshot = store.snapshot();
         outbound.prune(&snapshot);
-        limiters.prune(|label| {
+        let live = |label: &str| {
             crate::inbound::parse_label(label).is_some_and(|(namespace, service, _)| {
                 snapshot.service(namespace, service).is_some()
             })
-        });
+        };
+        limiters.prune(live);
+        http.prune(live);
         let labelled = snapshot.node(&name).and_then(|n| n.site.clone());
         if !warned
             && let (Some(configured), Some(labelled)) = (&site, &labelled)

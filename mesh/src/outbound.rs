@@ -213,6 +213,42 @@ struct PortState {
     outliers: Option<Arc<OutlierDetector>>,
 }
 
+/// A Service port as one connection or request sees it (see [`Outbound::route`]).
+#[derive(Debug)]
+pub struct Route {
+    /// `namespace/name:port`.
+    pub label: String,
+    /// The plan in force.
+    pub plan: Arc<ServicePolicy>,
+    state: Arc<PortState>,
+    masked: Option<Vec<Candidate>>,
+    ejections: Option<crate::outlier::Ejections>,
+    site: Option<Arc<str>>,
+    ready: usize,
+}
+
+impl Route {
+    fn candidates(&self) -> &[Candidate] {
+        self.masked.as_deref().unwrap_or(&self.state.candidates)
+    }
+
+    /// Ready endpoints the Service lists.
+    pub fn ready(&self) -> usize {
+        self.ready
+    }
+}
+
+/// An endpoint chosen for one connection or request.
+#[derive(Debug)]
+pub struct Chosen {
+    /// The endpoint.
+    pub endpoint: SocketAddr,
+    /// Its node, or `None` for this node.
+    pub remote_node: Option<String>,
+    /// Counts the work as in flight on the endpoint until dropped; records latency.
+    pub pick: balance::Pick,
+}
+
 /// What an [`Outbound`] needs from its node.
 #[derive(Debug)]
 pub struct OutboundConfig {
@@ -399,14 +435,10 @@ impl Outbound {
         }
     }
 
-    /// Connects a client to an endpoint of `target`; `hash` is the consistent-hash key
-    /// of the request (header, cookie or query value) when the plan hashes on one.
-    pub async fn connect(
-        &self,
-        target: &ServiceTarget,
-        client: Option<SocketAddr>,
-        hash: Option<u64>,
-    ) -> Result<Connection, ConnectError> {
+    /// The Service port `target` as one connection or request sees it now: its plan,
+    /// its candidates with failing nodes masked, who is ejected, and where the caller
+    /// is. Refused at once when the Service has no ready endpoint.
+    pub fn route(&self, target: &ServiceTarget) -> Result<Route, ConnectError> {
         let label = target.label();
         let plan = self.plan(target);
         let state = self.port_state(target, &label, &plan);
@@ -418,14 +450,33 @@ impl Outbound {
                 endpoints: state.candidates.len(),
             });
         }
-        let candidates = self.reachable_candidates(&state);
-        let ejections = state.outliers.as_ref().map(|o| o.view());
-        let site = self.site();
-        let caller = CallerLocation {
-            node: Some(self.config.node.as_str()),
-            site: site.as_deref(),
+        let masked = match self.reachable_candidates(&state) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(masked) => Some(masked),
         };
-        let hash = match &plan.load_balancer {
+        let ejections = state.outliers.as_ref().map(|o| o.view());
+        Ok(Route {
+            label,
+            plan,
+            state,
+            masked,
+            ejections,
+            site: self.site(),
+            ready,
+        })
+    }
+
+    /// Chooses an endpoint of `route` not in `excluded`; `hash` is the request's
+    /// consistent-hash key when the plan hashes (the client's address when it hashes on
+    /// the source IP). `None` when no endpoint is left.
+    pub fn choose(
+        &self,
+        route: &Route,
+        client: Option<SocketAddr>,
+        hash: Option<u64>,
+        excluded: &[SocketAddr],
+    ) -> Option<Chosen> {
+        let hash = match &route.plan.load_balancer {
             LoadBalancer::ConsistentHash {
                 key: HashKey::SourceIp,
                 ..
@@ -433,81 +484,153 @@ impl Outbound {
             LoadBalancer::ConsistentHash { .. } => hash,
             _ => None,
         };
+        let caller = CallerLocation {
+            node: Some(self.config.node.as_str()),
+            site: route.site.as_deref(),
+        };
+        let candidates = route.candidates();
+        let mut context = PickContext::new(caller).excluding(excluded);
+        if let Some(key) = hash {
+            context = context.with_hash(key);
+        }
+        let with_ejections = match &route.ejections {
+            Some(ejections) => route
+                .state
+                .balancer
+                .pick(candidates, &context.with_ejections(ejections)),
+            None => None,
+        };
+        // With every healthy endpoint ejected, ejection would take the Service down:
+        // ignore it ("panic mode"), as Envoy does.
+        let pick = with_ejections.or_else(|| route.state.balancer.pick(candidates, &context))?;
+        let remote_node = candidates[pick.index()]
+            .node
+            .as_deref()
+            .filter(|n| *n != self.config.node.as_str())
+            .map(str::to_string);
+        Some(Chosen {
+            endpoint: pick.id(),
+            remote_node,
+            pick,
+        })
+    }
+
+    /// Applies the plan's QPS limit to one connection or request about to go to
+    /// `chosen`, when this node is where the limit is enforced for it: a source limit
+    /// always (callers count it once per request: `first` is whether this is the
+    /// request's first try), a destination limit only for endpoints on this node —
+    /// callers on other nodes are counted at the destination.
+    pub async fn admit(
+        &self,
+        route: &Route,
+        chosen: &Chosen,
+        client: Option<SocketAddr>,
+        first: bool,
+    ) -> Result<(), ConnectError> {
+        let Some(limit) = &route.plan.rate_limit else {
+            return Ok(());
+        };
+        let applies = match limit.enforce_at {
+            EnforcementPoint::Source => first,
+            EnforcementPoint::Destination => chosen.remote_node.is_none(),
+        };
+        if !applies {
+            return Ok(());
+        }
+        let limiter = self.config.limiters.get(&route.label, limit);
+        match limiter.admit(chosen.endpoint, client.map(|c| c.ip())).await {
+            Ok(()) => Ok(()),
+            Err(limited) => {
+                self.config.metrics.error(&route.label, "rate_limited");
+                Err(ConnectError::RateLimited {
+                    service: route.label.clone(),
+                    retry_after_ms: limited.retry_after.as_millis().max(1),
+                })
+            }
+        }
+    }
+
+    /// Records how a try to `endpoint` ended, for outlier ejection.
+    pub fn record_outcome(&self, route: &Route, endpoint: SocketAddr, failed: bool) {
+        if let Some(outliers) = &route.state.outliers {
+            if failed {
+                if outliers.failure(endpoint, route.ready) {
+                    self.config.metrics.error(&route.label, "ejected");
+                    tracing::info!(service = %route.label, %endpoint, "ejected an endpoint after consecutive failures");
+                }
+            } else {
+                outliers.success(endpoint);
+            }
+        }
+    }
+
+    /// Whether this node may dial `endpoint` (see [`EndpointGuard`]).
+    pub fn check_endpoint(&self, endpoint: SocketAddr) -> Result<(), String> {
+        self.config.guard.check(endpoint)
+    }
+
+    /// The tunnel endpoint.
+    pub fn tunnel(&self) -> &Tunnel {
+        &self.config.tunnel
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Arc<MeshMetrics> {
+        &self.config.metrics
+    }
+
+    /// Connects a client to an endpoint of `target`; `hash` is the consistent-hash key
+    /// of the request (header, cookie or query value) when the plan hashes on one.
+    pub async fn connect(
+        &self,
+        target: &ServiceTarget,
+        client: Option<SocketAddr>,
+        hash: Option<u64>,
+    ) -> Result<Connection, ConnectError> {
+        let route = self.route(target)?;
+        let label = route.label.clone();
+        let plan = Arc::clone(&route.plan);
         let mut excluded: Vec<SocketAddr> = Vec::new();
         let mut attempts = Vec::new();
         while attempts.len() < MAX_ATTEMPTS {
-            let picked = {
-                // The context borrows a `dyn EjectionView`; it must not live across an await.
-                let mut context = PickContext::new(caller).excluding(&excluded);
-                if let Some(key) = hash {
-                    context = context.with_hash(key);
-                }
-                let with_ejections = match &ejections {
-                    Some(ejections) => state
-                        .balancer
-                        .pick(&candidates, &context.with_ejections(ejections)),
-                    None => None,
-                };
-                // With every healthy endpoint ejected, ejection would take the Service
-                // down: ignore it ("panic mode"), as Envoy does.
-                with_ejections.or_else(|| state.balancer.pick(&candidates, &context))
-            };
-            let Some(mut pick) = picked else {
+            let Some(mut chosen) = self.choose(&route, client, hash, &excluded) else {
                 break;
             };
-            let endpoint = pick.id();
-            let remote_node = candidates[pick.index()]
-                .node
-                .as_deref()
-                .filter(|n| *n != self.config.node.as_str())
-                .map(str::to_string);
-            if let Some(limit) = &plan.rate_limit {
-                // A source limit counts each connection once; a destination limit counts
-                // callers on this node here, those on other nodes at the destination.
-                let applies = match limit.enforce_at {
-                    EnforcementPoint::Source => attempts.is_empty(),
-                    EnforcementPoint::Destination => remote_node.is_none(),
-                };
-                if applies {
-                    let limiter = self.config.limiters.get(&label, limit);
-                    if let Err(limited) = limiter.admit(endpoint, client.map(|c| c.ip())).await {
-                        self.config.metrics.error(&label, "rate_limited");
-                        return Err(ConnectError::RateLimited {
-                            service: label,
-                            retry_after_ms: limited.retry_after.as_millis().max(1),
-                        });
-                    }
-                }
-            }
+            self.admit(&route, &chosen, client, attempts.is_empty())
+                .await?;
+            let endpoint = chosen.endpoint;
             let started = Instant::now();
-            let result = match &remote_node {
+            let result = match &chosen.remote_node {
                 None => self.dial_local(endpoint, &plan).await,
                 Some(node) => {
-                    self.dial_remote(node, endpoint, &label, client, &plan)
-                        .await
+                    let request = Request::ProxyTcp(ProxyTarget {
+                        endpoint,
+                        service: label.clone(),
+                        source: client,
+                        source_workload: String::new(),
+                    });
+                    self.dial_remote(node, request, &plan).await
                 }
             };
             match result {
                 Ok(upstream) => {
-                    pick.record_success(started.elapsed());
-                    if let Some(outliers) = &state.outliers {
-                        outliers.success(endpoint);
-                    }
+                    chosen.pick.record_success(started.elapsed());
+                    self.record_outcome(&route, endpoint, false);
                     let labels = ConnectionLabels {
                         service: label.clone(),
-                        endpoint_node: remote_node.clone().unwrap_or_else(|| "local".into()),
+                        endpoint_node: chosen.remote_node.clone().unwrap_or_else(|| "local".into()),
                     };
                     self.config.metrics.connections.get_or_create(&labels).inc();
                     self.config.metrics.active.get_or_create(&labels).inc();
                     return Ok(Connection {
                         upstream,
                         endpoint,
-                        remote_node,
+                        remote_node: chosen.remote_node,
                         label,
                         idle: plan.timeouts.idle,
                         request_timeout: plan.timeouts.request,
                         guard: ConnectionGuard {
-                            _pick: pick,
+                            _pick: chosen.pick,
                             active: Some((Arc::clone(&self.config.metrics), labels)),
                         },
                     });
@@ -523,10 +646,8 @@ impl Outbound {
                     });
                 }
                 Err(DialFailure::Failed(reason)) => {
-                    pick.record_failure();
-                    if let Some(outliers) = &state.outliers {
-                        outliers.failure(endpoint, ready);
-                    }
+                    chosen.pick.record_failure();
+                    self.record_outcome(&route, endpoint, true);
                     tracing::debug!(service = %label, %endpoint, %reason, "endpoint failed to connect; trying the next");
                     self.config.metrics.error(&label, "connect");
                     attempts.push(format!("{endpoint}: {reason}"));
@@ -538,7 +659,7 @@ impl Outbound {
             self.config.metrics.error(&label, "no_ready_endpoints");
             return Err(ConnectError::NoReadyEndpoints {
                 service: label,
-                endpoints: state.candidates.len(),
+                endpoints: route.state.candidates.len(),
             });
         }
         Err(ConnectError::AllFailed {
@@ -552,6 +673,10 @@ impl Outbound {
         endpoint: SocketAddr,
         plan: &ServicePolicy,
     ) -> Result<Upstream, DialFailure> {
+        self.config
+            .guard
+            .check(endpoint)
+            .map_err(DialFailure::Failed)?;
         match tokio::time::timeout(plan.timeouts.connect, TcpStream::connect(endpoint)).await {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
@@ -565,21 +690,41 @@ impl Outbound {
         }
     }
 
+    /// Opens a connection that carries HTTP to `endpoint` of the Service port `label`:
+    /// a TCP connection when the endpoint is on this node, else a stream to its node
+    /// whose mesh serves HTTP on it and forwards each request (see
+    /// [`Request::ProxyHttp`]).
+    pub(crate) async fn dial_http(
+        &self,
+        endpoint: SocketAddr,
+        remote_node: Option<&str>,
+        label: &str,
+        plan: &ServicePolicy,
+    ) -> Result<Upstream, String> {
+        let result = match remote_node {
+            None => self.dial_local(endpoint, plan).await,
+            Some(node) => {
+                let request = Request::ProxyHttp(ProxyTarget {
+                    endpoint,
+                    service: label.to_string(),
+                    source: None,
+                    source_workload: String::new(),
+                });
+                self.dial_remote(node, request, plan).await
+            }
+        };
+        result.map_err(|failure| match failure {
+            DialFailure::RateLimited(message) | DialFailure::Failed(message) => message,
+        })
+    }
+
     async fn dial_remote(
         &self,
         node: &str,
-        endpoint: SocketAddr,
-        label: &str,
-        client: Option<SocketAddr>,
+        request: Request,
         plan: &ServicePolicy,
     ) -> Result<Upstream, DialFailure> {
         let peer = NodeName::new(node).map_err(|e| DialFailure::Failed(e.to_string()))?;
-        let request = Request::ProxyTcp(ProxyTarget {
-            endpoint,
-            service: label.to_string(),
-            source: client,
-            source_workload: String::new(),
-        });
         let opened =
             tokio::time::timeout(remote_budget(plan), self.config.tunnel.open(&peer, request))
                 .await;

@@ -55,6 +55,10 @@ pub enum Request {
     /// A UDP flow to an endpoint on the receiving node; its datagrams carry this stream's
     /// id, and datagrams too large for the path travel framed on this stream.
     UdpFlow(ProxyTarget),
+    /// HTTP to an endpoint on the receiving node: the stream carries one HTTP/1.1 or
+    /// HTTP/2 connection, and the receiving node applies its destination policy to each
+    /// request on it before forwarding it to the endpoint.
+    ProxyHttp(ProxyTarget),
 }
 
 /// An endpoint to proxy to, and who the traffic is for and from.
@@ -79,6 +83,7 @@ impl Request {
             Request::RelayConnect { .. } => 4,
             Request::RelayAccept { .. } => 5,
             Request::UdpFlow(_) => 6,
+            Request::ProxyHttp(_) => 7,
         }
     }
 
@@ -91,6 +96,7 @@ impl Request {
             Request::RelayConnect { .. } => "relay-connect",
             Request::RelayAccept { .. } => "relay-accept",
             Request::UdpFlow(_) => "udp-flow",
+            Request::ProxyHttp(_) => "proxy-http",
         }
     }
 
@@ -103,7 +109,7 @@ impl Request {
         out.extend_from_slice(&[0, 0]);
         let body_start = out.len();
         match self {
-            Request::ProxyTcp(target) | Request::UdpFlow(target) => {
+            Request::ProxyTcp(target) | Request::UdpFlow(target) | Request::ProxyHttp(target) => {
                 put_address(out, Some(target.endpoint));
                 put_string(out, &target.service)?;
                 put_address(out, target.source);
@@ -145,7 +151,7 @@ impl Request {
         };
         let mut r = Reader { buf: body };
         let request = match kind {
-            1 | 6 => {
+            1 | 6 | 7 => {
                 let endpoint = r.address()?.ok_or(HeaderError::Malformed(
                     "proxy target has no endpoint address",
                 ))?;
@@ -155,10 +161,10 @@ impl Request {
                     source: r.address()?,
                     source_workload: r.string()?,
                 };
-                if kind == 1 {
-                    Request::ProxyTcp(target)
-                } else {
-                    Request::UdpFlow(target)
+                match kind {
+                    1 => Request::ProxyTcp(target),
+                    6 => Request::UdpFlow(target),
+                    _ => Request::ProxyHttp(target),
                 }
             }
             2 => Request::ControlSync,
@@ -450,6 +456,7 @@ mod tests {
             source_workload: String::new(),
             ..target()
         }));
+        roundtrip(Request::ProxyHttp(target()));
         roundtrip(Request::ControlSync);
         roundtrip(Request::ServiceBus {
             path: "/devices/x".into(),
@@ -589,6 +596,7 @@ mod tests {
         prop_oneof![
             proxy_target().prop_map(Request::ProxyTcp),
             proxy_target().prop_map(Request::UdpFlow),
+            proxy_target().prop_map(Request::ProxyHttp),
             Just(Request::ControlSync),
             ".{0,60}".prop_map(|path| Request::ServiceBus { path }),
             "[a-z0-9.-]{0,60}".prop_map(|target| Request::RelayConnect { target }),

@@ -16,6 +16,9 @@ use causeway_edge_core::metamanager::MetaManager;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::http::prefixed::Prefixed;
+use crate::http::protocol::{self, PortProtocol, Sniffed};
+use crate::http::proxy::HttpProxy;
 use crate::inbound::REFUSED_LABEL;
 use crate::metrics::MeshMetrics;
 use crate::outbound::{ConnectError, Connection, Outbound};
@@ -36,6 +39,8 @@ pub struct Access {
     pub buffer: usize,
     /// The node's tasks: every connection runs as one of them.
     pub tasks: crate::tasks::NodeTasks,
+    /// Per-request proxying for HTTP ports.
+    pub http: Arc<HttpProxy>,
 }
 
 impl Access {
@@ -96,6 +101,22 @@ pub async fn serve_service(
         access.tasks.spawn(async move {
             let access = task_access;
             let _ = tcp.set_nodelay(true);
+            let protocol = match access.resolve(&host, service.port) {
+                Ok(target) => protocol_of(&target),
+                Err(_) => PortProtocol::Tcp,
+            };
+            if protocol != PortProtocol::Tcp {
+                serve_client(
+                    Arc::clone(&access),
+                    tcp,
+                    host,
+                    service.port,
+                    client,
+                    protocol,
+                )
+                .await;
+                return;
+            }
             match access.connect(&host, service.port, client).await {
                 Ok(connection) => carry(tcp, connection, &access).await,
                 Err(error) => {
@@ -106,6 +127,72 @@ pub async fn serve_service(
                 }
             }
         });
+    }
+}
+
+/// How the Service port `target` is proxied: per request for HTTP, as bytes for TCP,
+/// or decided by the connection's first bytes.
+pub fn protocol_of(target: &ServiceTarget) -> PortProtocol {
+    protocol::classify(
+        target.port.app_protocol.as_deref(),
+        target.port.name.as_deref(),
+    )
+}
+
+/// Serves a client's connection to the Service port `host:port` by its protocol: HTTP
+/// per request, or — for a port that does not say — HTTP when the first bytes are an
+/// HTTP/1 request line or the HTTP/2 preface, else bytes. Waits at most
+/// [`protocol::SNIFF_TIMEOUT`] for the first bytes: protocols where the server speaks
+/// first (SMTP, MySQL) send none, and are carried as bytes.
+pub(crate) async fn serve_client<C>(
+    access: Arc<Access>,
+    mut io: C,
+    host: String,
+    port: u16,
+    client: SocketAddr,
+    protocol: PortProtocol,
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut first = Vec::new();
+    let http = match protocol {
+        PortProtocol::Http1 | PortProtocol::H2c | PortProtocol::Grpc => true,
+        PortProtocol::Tcp => false,
+        PortProtocol::Detect => {
+            let deadline = tokio::time::Instant::now() + protocol::SNIFF_TIMEOUT;
+            let mut chunk = [0u8; 1024];
+            loop {
+                match protocol::sniff(&first) {
+                    Sniffed::Http1 | Sniffed::H2 => break true,
+                    Sniffed::Other => break false,
+                    Sniffed::NeedMore => {}
+                }
+                match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => first.extend_from_slice(&chunk[..n]),
+                    Err(_) => break false,
+                }
+            }
+        }
+    };
+    let io = Prefixed::new(bytes::Bytes::from(first.clone()), io);
+    if http {
+        let resolver_access = Arc::clone(&access);
+        let resolve: crate::http::serve::Resolver =
+            Arc::new(move || resolver_access.resolve(&host, port));
+        crate::http::serve::serve_connection(
+            Arc::clone(&access.http),
+            io,
+            client,
+            protocol,
+            resolve,
+        )
+        .await;
+        return;
+    }
+    match access.connect(&host, port, client).await {
+        Ok(connection) => carry(io, connection, &access).await,
+        Err(error) => tracing::debug!(%client, %error, "refused a connection to a service"),
     }
 }
 
@@ -219,7 +306,7 @@ async fn socks_handshake(
 async fn socks_session(
     mut tcp: TcpStream,
     client: SocketAddr,
-    access: &Access,
+    access: &Arc<Access>,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
     let mut buf = Vec::with_capacity(SOCKS_MAX_MESSAGE);
@@ -239,6 +326,16 @@ async fn socks_session(
         socks::Address::Ip(ip) => ip.to_string(),
         socks::Address::Name(name) => name.clone(),
     };
+    if let Ok(target) = access.resolve(&host, request.port) {
+        let protocol = protocol_of(&target);
+        if protocol != PortProtocol::Tcp {
+            tcp.write_all(&socks::reply(socks::Reply::Succeeded))
+                .await?;
+            let io = Prefixed::new(bytes::Bytes::from(buf), tcp);
+            serve_client(Arc::clone(access), io, host, request.port, client, protocol).await;
+            return Ok(());
+        }
+    }
     let connection = match access.connect(&host, request.port, client).await {
         Ok(connection) => connection,
         Err(error) => {

@@ -1,0 +1,541 @@
+//! Upstream HTTP connections, pooled per endpoint, for per-request proxying.
+//!
+//! An endpoint's pool holds idle HTTP/1.1 connections (one request at a time each, put
+//! back when a response has been read to its end) or one shared HTTP/2 connection
+//! (requests multiplexed on it, dialled once however many requests wait for it). A
+//! connection is a TCP connection to an endpoint on this node, or a tunnel stream to the
+//! endpoint's node, whose mesh serves HTTP on it (`Request::ProxyHttp`) — so requests to
+//! other nodes reuse streams the way requests to local pods reuse connections.
+//!
+//! The plan's connection-pool limits apply here: `maxConnections` caps the requests in
+//! flight to one endpoint (for HTTP/1.1 that is its connections; an HTTP/2 endpoint
+//! multiplexes them on one), `maxPendingRequests` caps those waiting for one of them —
+//! more are shed — and `maxRequestsPerConnection` retires a connection after that many
+//! requests.
+//!
+//! It dials through `Outbound` (so the endpoint guard and the tunnel's view apply) and
+//! never chooses endpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use causeway_policies::ServicePolicy;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::outbound::{Outbound, Upstream};
+use crate::tasks::NodeTasks;
+
+/// Errors inside bodies the proxy carries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every request and response the proxy forwards.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// An idle HTTP/1.1 connection older than this is closed rather than reused: endpoints
+/// and NATs drop quiet connections, and a request sent on one that just closed fails.
+const IDLE_EXPIRY: Duration = Duration::from_secs(60);
+/// Idle HTTP/1.1 connections kept per endpoint; more are closed when returned.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
+/// An endpoint's pool unused this long is forgotten by [`Pool::prune`].
+const POOL_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The HTTP version spoken to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// HTTP/1.1, one request at a time per connection.
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), requests multiplexed.
+    Http2,
+}
+
+/// Which pool a request draws from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The endpoint.
+    pub endpoint: SocketAddr,
+    /// Its node, `None` for this node.
+    pub remote_node: Option<String>,
+    /// `namespace/name:port`: a stream to another node names the Service it is for.
+    pub service: String,
+    /// The HTTP version.
+    pub wire: Wire,
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Too many requests already wait for a connection to this endpoint.
+    #[error(
+        "{pending} requests already wait for a connection to {endpoint} (maxPendingRequests); shedding load"
+    )]
+    Shed {
+        /// The endpoint.
+        endpoint: SocketAddr,
+        /// How many wait.
+        pending: u32,
+    },
+    /// Connecting failed: nothing was sent, so another endpoint may be tried.
+    #[error("{endpoint}: {reason}")]
+    Connect {
+        /// The endpoint.
+        endpoint: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    uses: u32,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Limit {
+    max: u32,
+    permits: Arc<Semaphore>,
+}
+
+#[derive(Debug)]
+struct EndpointPool {
+    key: PoolKey,
+    idle: Mutex<Vec<Idle>>,
+    shared: Mutex<Option<http2::SendRequest<Body>>>,
+    dialling: tokio::sync::Mutex<()>,
+    limit: Mutex<Option<Limit>>,
+    waiting: AtomicU32,
+    last_used: Mutex<Instant>,
+}
+
+impl EndpointPool {
+    fn new(key: PoolKey) -> Self {
+        Self {
+            key,
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
+            dialling: tokio::sync::Mutex::new(()),
+            limit: Mutex::new(None),
+            waiting: AtomicU32::new(0),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The semaphore of `max_connections`, made anew when the plan's value changed.
+    fn permits(&self, max: Option<u32>) -> Option<Arc<Semaphore>> {
+        let max = max?;
+        let Ok(mut limit) = self.limit.lock() else {
+            return None;
+        };
+        match &*limit {
+            Some(current) if current.max == max => Some(Arc::clone(&current.permits)),
+            _ => {
+                let permits = Arc::new(Semaphore::new(max as usize));
+                *limit = Some(Limit {
+                    max,
+                    permits: Arc::clone(&permits),
+                });
+                Some(permits)
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<Idle> {
+        let mut idle = self.idle.lock().ok()?;
+        let now = Instant::now();
+        while let Some(candidate) = idle.pop() {
+            if !candidate.sender.is_closed() && now.duration_since(candidate.since) < IDLE_EXPIRY {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: http1::SendRequest<Body>, uses: u32) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_PER_ENDPOINT
+        {
+            idle.push(Idle {
+                sender,
+                uses,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn touch(&self) {
+        if let Ok(mut last) = self.last_used.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        let quiet = self
+            .last_used
+            .lock()
+            .map(|last| now.duration_since(*last) > POOL_EXPIRY)
+            .unwrap_or(true);
+        quiet && self.waiting.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// The connections of one node's per-request proxy.
+#[derive(Debug)]
+pub struct Pool {
+    endpoints: Mutex<HashMap<PoolKey, Arc<EndpointPool>>>,
+    tasks: NodeTasks,
+}
+
+#[derive(Debug)]
+enum Sender {
+    Http1 {
+        sender: http1::SendRequest<Body>,
+        uses: u32,
+        reused: bool,
+    },
+    Http2(http2::SendRequest<Body>),
+}
+
+/// A connection lent to one request; see [`Lease::send`].
+#[derive(Debug)]
+pub struct Lease {
+    sender: Sender,
+    pool: Arc<EndpointPool>,
+    max_requests: Option<u32>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Hands an HTTP/1.1 connection back when its response has been read to the end (see
+/// [`Release::release`]); dropped unreleased, the connection is closed.
+#[derive(Debug)]
+pub struct Release {
+    returned: Option<(http1::SendRequest<Body>, u32)>,
+    pool: Arc<EndpointPool>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Release {
+    /// The response was read whole: the connection may serve the next request.
+    pub fn release(mut self) {
+        if let Some((sender, uses)) = self.returned.take() {
+            self.pool.put_idle(sender, uses);
+        }
+    }
+}
+
+/// What a send ended with.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The connection failed before the request was written: another endpoint may be
+    /// tried, whatever the method.
+    #[error("the connection closed before the request was sent: {0}")]
+    NotSent(hyper::Error),
+    /// The request was (maybe) written; its fate is unknown.
+    #[error("{0}")]
+    Failed(hyper::Error),
+}
+
+impl SendError {
+    /// The HTTP/2 stream was refused by the endpoint before it processed the request.
+    pub fn is_refused_stream(&self) -> bool {
+        let error = match self {
+            SendError::NotSent(e) | SendError::Failed(e) => e,
+        };
+        std::error::Error::source(error)
+            .and_then(|s| s.downcast_ref::<h2::Error>())
+            .and_then(h2::Error::reason)
+            == Some(h2::Reason::REFUSED_STREAM)
+    }
+}
+
+impl Lease {
+    /// Sends `request` and waits for the response head. An HTTP/1.1 connection that was
+    /// reused and turns out closed before the request went out is replaced by a new
+    /// one once, transparently.
+    pub async fn send(
+        self,
+        request: Request<Body>,
+        pool: &Pool,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<(Response<Incoming>, Option<Release>), SendError> {
+        let Lease {
+            sender,
+            pool: endpoint_pool,
+            max_requests,
+            _permit: permit,
+        } = self;
+        match sender {
+            Sender::Http2(mut sender) => match sender.try_send_request(request).await {
+                Ok(response) => Ok((response, None)),
+                Err(mut error) => {
+                    if error.take_message().is_some() {
+                        // Retired between checkout and send: the next checkout dials anew.
+                        if let Ok(mut shared) = endpoint_pool.shared.lock() {
+                            *shared = None;
+                        }
+                        Err(SendError::NotSent(error.into_error()))
+                    } else {
+                        Err(SendError::Failed(error.into_error()))
+                    }
+                }
+            },
+            Sender::Http1 {
+                mut sender,
+                uses,
+                reused,
+            } => {
+                let result = sender.try_send_request(request).await;
+                let (response, sender, uses) = match result {
+                    Ok(response) => (response, sender, uses),
+                    Err(mut error) => match error.take_message() {
+                        Some(request) if reused => {
+                            tracing::debug!(endpoint = %endpoint_pool.key.endpoint, "a pooled connection had closed; sending on a new one");
+                            let mut fresh = pool
+                                .dial_http1(&endpoint_pool, outbound, plan)
+                                .await
+                                .map_err(|_| SendError::NotSent(error.into_error()))?;
+                            let response = fresh
+                                .send_request(request)
+                                .await
+                                .map_err(SendError::Failed)?;
+                            (response, fresh, 0)
+                        }
+                        Some(_) => return Err(SendError::NotSent(error.into_error())),
+                        None => return Err(SendError::Failed(error.into_error())),
+                    },
+                };
+                let uses = uses.saturating_add(1);
+                let keep = max_requests.is_none_or(|max| uses < max);
+                let release = Release {
+                    returned: keep.then_some((sender, uses)),
+                    pool: endpoint_pool,
+                    _permit: permit,
+                };
+                Ok((response, Some(release)))
+            }
+        }
+    }
+}
+
+impl Pool {
+    /// An empty pool whose connection drivers run as `tasks`.
+    pub fn new(tasks: NodeTasks) -> Self {
+        Self {
+            endpoints: Mutex::new(HashMap::new()),
+            tasks,
+        }
+    }
+
+    fn endpoint(&self, key: &PoolKey) -> Arc<EndpointPool> {
+        let Ok(mut endpoints) = self.endpoints.lock() else {
+            return Arc::new(EndpointPool::new(key.clone()));
+        };
+        let pool = endpoints
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(EndpointPool::new(key.clone())));
+        Arc::clone(pool)
+    }
+
+    /// A connection to the endpoint of `key`, within the plan's pool limits: an idle
+    /// one, the shared HTTP/2 one, or a new one dialled within the connect timeout.
+    pub async fn checkout(
+        &self,
+        key: &PoolKey,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<Lease, CheckoutError> {
+        let pool = self.endpoint(key);
+        pool.touch();
+        let limits = &plan.connection_pool;
+        let permit = match pool.permits(limits.max_connections) {
+            None => None,
+            Some(permits) => match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let pending = pool.waiting.fetch_add(1, Ordering::AcqRel) + 1;
+                    let waited = if pending > limits.max_pending_requests {
+                        None
+                    } else {
+                        permits.acquire_owned().await.ok()
+                    };
+                    pool.waiting.fetch_sub(1, Ordering::AcqRel);
+                    match waited {
+                        Some(permit) => Some(permit),
+                        None => {
+                            return Err(CheckoutError::Shed {
+                                endpoint: key.endpoint,
+                                pending: pending.saturating_sub(1),
+                            });
+                        }
+                    }
+                }
+            },
+        };
+        let sender = match key.wire {
+            Wire::Http2 => Sender::Http2(self.shared_http2(&pool, outbound, plan).await?),
+            Wire::Http1 => match pool.take_idle() {
+                Some(mut idle) => {
+                    if idle.sender.ready().await.is_ok() {
+                        Sender::Http1 {
+                            sender: idle.sender,
+                            uses: idle.uses,
+                            reused: true,
+                        }
+                    } else {
+                        Sender::Http1 {
+                            sender: self.dial_http1(&pool, outbound, plan).await?,
+                            uses: 0,
+                            reused: false,
+                        }
+                    }
+                }
+                None => Sender::Http1 {
+                    sender: self.dial_http1(&pool, outbound, plan).await?,
+                    uses: 0,
+                    reused: false,
+                },
+            },
+        };
+        Ok(Lease {
+            sender,
+            pool,
+            max_requests: limits.max_requests_per_connection,
+            _permit: permit,
+        })
+    }
+
+    /// A connection of its own for a request that upgrades (WebSocket and the like):
+    /// it leaves HTTP after the response, so it is never pooled.
+    pub async fn dedicated(
+        &self,
+        key: &PoolKey,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<http1::SendRequest<Body>, CheckoutError> {
+        let io = self.dial(key, outbound, plan).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|error| CheckoutError::Connect {
+                endpoint: key.endpoint,
+                reason: format!("HTTP/1.1 handshake: {error}"),
+            })?;
+        self.tasks.spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upgraded upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn dial(
+        &self,
+        key: &PoolKey,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<Upstream, CheckoutError> {
+        outbound
+            .dial_http(key.endpoint, key.remote_node.as_deref(), &key.service, plan)
+            .await
+            .map_err(|reason| CheckoutError::Connect {
+                endpoint: key.endpoint,
+                reason,
+            })
+    }
+
+    async fn dial_http1(
+        &self,
+        pool: &EndpointPool,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<http1::SendRequest<Body>, CheckoutError> {
+        let io = self.dial(&pool.key, outbound, plan).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|error| CheckoutError::Connect {
+                endpoint: pool.key.endpoint,
+                reason: format!("HTTP/1.1 handshake: {error}"),
+            })?;
+        self.tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/1.1 connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The endpoint's HTTP/2 connection, dialled by the first request that needs it
+    /// while the others wait for it.
+    async fn shared_http2(
+        &self,
+        pool: &EndpointPool,
+        outbound: &Outbound,
+        plan: &ServicePolicy,
+    ) -> Result<http2::SendRequest<Body>, CheckoutError> {
+        let current = || {
+            pool.shared
+                .lock()
+                .ok()
+                .and_then(|shared| shared.as_ref().filter(|s| !s.is_closed()).cloned())
+        };
+        if let Some(sender) = current() {
+            return Ok(sender);
+        }
+        let _dialling = pool.dialling.lock().await;
+        if let Some(sender) = current() {
+            return Ok(sender);
+        }
+        let io = self.dial(&pool.key, outbound, plan).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|error| CheckoutError::Connect {
+                endpoint: pool.key.endpoint,
+                reason: format!("HTTP/2 handshake: {error}"),
+            })?;
+        self.tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        if let Ok(mut shared) = pool.shared.lock() {
+            *shared = Some(sender.clone());
+        }
+        Ok(sender)
+    }
+
+    /// Forgets endpoints unused for a while, closing their idle connections.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        if let Ok(mut endpoints) = self.endpoints.lock() {
+            endpoints.retain(|_, pool| !pool.expired(now));
+        }
+    }
+
+    /// Endpoints the pool knows.
+    pub fn len(&self) -> usize {
+        self.endpoints.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// Whether the pool knows no endpoint.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,729 @@
+//! The source side of a request: a client's HTTP request to a Service port, carried to
+//! an endpoint chosen for that request, under the port's plan.
+//!
+//! For each request: the consistent-hash key (a cookie set on the response when the plan
+//! generates one), the source QPS limit once, then tries — an endpoint chosen among the
+//! ready ones nearest first (leaving out those this request already failed on), the
+//! destination limit when the endpoint is on this node, a pooled connection to it
+//! (another node's endpoints through a tunnel stream whose mesh applies the destination
+//! side), the request with the per-try timeout — until a response that is not retried,
+//! the tries allowed, the retry budget or the request timeout run out. Every try's
+//! outcome feeds the balancer's latency estimate and outlier ejection.
+//!
+//! A request body is replayed only when it is small and complete when the request
+//! arrives (no body, or a `content-length` of at most [`MAX_REPLAY`]); a streamed body
+//! is sent once, so only failures before it was sent (a failed connect) are retried.
+//!
+//! It reads the store and dials through `Outbound`; it never chooses an endpoint
+//! `Outbound` did not offer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as HttpBody, Incoming};
+use tokio::io::copy_bidirectional;
+
+use causeway_policies::ServicePolicy;
+
+use super::body::{Held, Tracked};
+use super::headers::{self, ForwardedHeader, SOURCE_HEADER};
+use super::pool::{Body, CheckoutError, Pool, PoolKey, SendError, Wire};
+use super::protocol::PortProtocol;
+use super::retry::{self, RetryBudget, TryOutcome};
+use crate::outbound::{ConnectError, Outbound, Route};
+use crate::resolve::ServiceTarget;
+
+/// The largest request body kept so a request can be tried again.
+pub const MAX_REPLAY: u64 = 64 * 1024;
+
+/// The source side of per-request proxying, one per node.
+#[derive(Debug)]
+pub struct HttpProxy {
+    outbound: Arc<Outbound>,
+    pool: Pool,
+    budgets: Mutex<HashMap<String, Budget>>,
+    forwarded: ForwardedHeader,
+    tasks: crate::tasks::NodeTasks,
+}
+
+/// A Service port's retry budget, with the plan it was made for.
+type Budget = (Arc<ServicePolicy>, Arc<RetryBudget>);
+
+/// How one try ended.
+enum Tried {
+    /// A response head.
+    Response(Box<(Response<Incoming>, Held)>),
+    /// No connection could be had (nothing was sent).
+    ConnectFailed(String),
+    /// Too many requests wait for this endpoint.
+    Shed(String),
+    /// The request may have been sent; no response came.
+    Failed {
+        reason: String,
+        refused_stream: bool,
+        sent: bool,
+    },
+    /// No response within the try's time.
+    TimedOut(Duration),
+}
+
+impl HttpProxy {
+    /// The proxy of a node.
+    pub fn new(
+        outbound: Arc<Outbound>,
+        forwarded: ForwardedHeader,
+        tasks: crate::tasks::NodeTasks,
+    ) -> Self {
+        Self {
+            outbound,
+            pool: Pool::new(tasks.clone()),
+            budgets: Mutex::new(HashMap::new()),
+            forwarded,
+            tasks,
+        }
+    }
+
+    /// The connector.
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
+    }
+
+    /// The upstream connections.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The node's tasks.
+    pub fn tasks(&self) -> &crate::tasks::NodeTasks {
+        &self.tasks
+    }
+
+    /// Forgets pooled connections and retry budgets nobody used lately.
+    pub fn prune(&self, live: impl Fn(&str) -> bool) {
+        self.pool.prune();
+        if let Ok(mut budgets) = self.budgets.lock() {
+            budgets.retain(|label, _| live(label));
+        }
+    }
+
+    fn budget(&self, route: &Route) -> Option<Arc<RetryBudget>> {
+        let mut budgets = self.budgets.lock().ok()?;
+        if let Some((plan, budget)) = budgets.get(&route.label)
+            && plan.retries.budget == route.plan.retries.budget
+        {
+            return Some(Arc::clone(budget));
+        }
+        let budget = Arc::new(RetryBudget::new(&route.plan.retries.budget));
+        budgets.insert(
+            route.label.clone(),
+            (Arc::clone(&route.plan), Arc::clone(&budget)),
+        );
+        Some(budget)
+    }
+
+    /// Carries `request` from `client` to an endpoint of `target`, whose port speaks
+    /// `protocol`, and returns the response (the mesh's own answer when it could not).
+    pub async fn proxy(
+        &self,
+        target: &ServiceTarget,
+        client: SocketAddr,
+        protocol: PortProtocol,
+        mut request: Request<Incoming>,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let grpc = headers::is_grpc(request.headers());
+        let upgrade = headers::is_upgrade(request.headers());
+        let label = target.label();
+        let route = match self.outbound.route(target) {
+            Ok(route) => route,
+            Err(error) => return self.refused(&label, &error, grpc, started, &request),
+        };
+        let plan = Arc::clone(&route.plan);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        let (hash, set_cookie) = super::hash::hash_key(&plan, &parts);
+        let wire = match protocol {
+            _ if upgrade => Wire::Http1,
+            PortProtocol::H2c | PortProtocol::Grpc => Wire::Http2,
+            PortProtocol::Http1 => Wire::Http1,
+            PortProtocol::Tcp | PortProtocol::Detect if parts.version == Version::HTTP_2 => {
+                Wire::Http2
+            }
+            PortProtocol::Tcp | PortProtocol::Detect => Wire::Http1,
+        };
+        prepare(&mut parts, wire, upgrade, self.forwarded, client);
+        parts.headers.insert(
+            SOURCE_HEADER,
+            HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("")),
+        );
+        let method = parts.method.clone();
+        let parts_path = parts.uri.path().to_string();
+        if let Some(client_upgrade) = client_upgrade {
+            let response = self
+                .upgrade(&route, client, hash, parts, body, client_upgrade)
+                .await;
+            let path = parts_path.clone();
+            return self.finish(&route.label, response, started, &method, &path);
+        }
+        let replay = replayable(&plan, &body).then_some(());
+        let mut body = match replay {
+            Some(()) => {
+                let deadline = plan.timeouts.request.unwrap_or(Duration::from_secs(30));
+                match tokio::time::timeout(deadline, body.collect()).await {
+                    Ok(Ok(collected)) => Pending::Replay(collected.to_bytes()),
+                    Ok(Err(error)) => {
+                        let response = headers::answer(
+                            StatusCode::BAD_REQUEST,
+                            &format!("{}: reading the request body: {error}", route.label),
+                            grpc,
+                            None,
+                        );
+                        return self.finish(&route.label, response, started, &method, &parts_path);
+                    }
+                    Err(_) => {
+                        let response = headers::answer(
+                            StatusCode::REQUEST_TIMEOUT,
+                            &format!(
+                                "{}: the request body did not arrive within {deadline:?}",
+                                route.label
+                            ),
+                            grpc,
+                            None,
+                        );
+                        return self.finish(&route.label, response, started, &method, &parts_path);
+                    }
+                }
+            }
+            None => Pending::Stream(Some(body)),
+        };
+        let budget = self.budget(&route);
+        if let Some(budget) = &budget {
+            budget.deposit(Instant::now());
+        }
+        let deadline = plan.timeouts.request.map(|t| started + t);
+        let mut excluded: Vec<SocketAddr> = Vec::new();
+        let mut tries: u32 = 0;
+        let mut last: Option<Response<Body>> = None;
+        loop {
+            let chosen = match self.outbound.choose(&route, Some(client), hash, &excluded) {
+                Some(chosen) => Some(chosen),
+                // Every endpoint failed this request once: try them again.
+                None if !excluded.is_empty() => {
+                    excluded.clear();
+                    self.outbound.choose(&route, Some(client), hash, &excluded)
+                }
+                None => None,
+            };
+            let Some(mut chosen) = chosen else {
+                break;
+            };
+            if let Err(error) = self
+                .outbound
+                .admit(&route, &chosen, Some(client), tries == 0)
+                .await
+            {
+                last = Some(connect_error_answer(&error, grpc));
+                break;
+            }
+            let now = Instant::now();
+            let remaining = deadline.map(|d| d.saturating_duration_since(now));
+            if remaining.is_some_and(|r| r.is_zero()) {
+                break;
+            }
+            let try_time = match (plan.retries.per_try_timeout, remaining) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let key = PoolKey {
+                endpoint: chosen.endpoint,
+                remote_node: chosen.remote_node.clone(),
+                service: route.label.clone(),
+                wire,
+            };
+            let request_parts = clone_parts(&parts);
+            let tried = self
+                .try_once(&key, &plan, request_parts, &mut body, try_time)
+                .await;
+            let elapsed = now.elapsed();
+            let (outcome, response) = match tried {
+                Tried::Response(tried) => {
+                    let (mut response, mut held) = *tried;
+                    let status = response.status().as_u16();
+                    // A destination mesh that could not reach its endpoint says so: that
+                    // is a connect failure, not the application's answer.
+                    let marked = response
+                        .headers_mut()
+                        .remove(super::destination::ERROR_HEADER);
+                    let outcome = match marked.as_ref().map(|v| v.as_bytes()) {
+                        Some(b"connect-failure") => TryOutcome::ConnectFailure,
+                        _ => TryOutcome::Response {
+                            status,
+                            grpc_status: retry::grpc_status(response.headers()),
+                        },
+                    };
+                    let failed = retry::is_failure(&outcome);
+                    if failed {
+                        chosen.pick.record_failure();
+                    } else {
+                        chosen.pick.record_success(elapsed);
+                    }
+                    self.outbound
+                        .record_outcome(&route, chosen.endpoint, failed);
+                    held.pick = Some(chosen.pick);
+                    let response = response.map(|b| {
+                        Tracked::new(b.map_err(Into::into).boxed_unsync(), held).boxed_unsync()
+                    });
+                    (outcome, response)
+                }
+                Tried::Shed(message) => {
+                    self.outbound.metrics().error(&route.label, "shed");
+                    last = Some(headers::answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("{}: {message}", route.label),
+                        grpc,
+                        None,
+                    ));
+                    break;
+                }
+                Tried::ConnectFailed(reason) => {
+                    chosen.pick.record_failure();
+                    self.outbound.record_outcome(&route, chosen.endpoint, true);
+                    self.outbound.metrics().error(&route.label, "connect");
+                    tracing::debug!(service = %route.label, endpoint = %chosen.endpoint, %reason, "connect failed");
+                    (
+                        TryOutcome::ConnectFailure,
+                        headers::answer(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("{}: no endpoint could be reached ({reason})", route.label),
+                            grpc,
+                            None,
+                        ),
+                    )
+                }
+                Tried::Failed {
+                    reason,
+                    refused_stream,
+                    sent,
+                } => {
+                    chosen.pick.record_failure();
+                    self.outbound.record_outcome(&route, chosen.endpoint, true);
+                    self.outbound.metrics().error(&route.label, "upstream");
+                    tracing::debug!(service = %route.label, endpoint = %chosen.endpoint, %reason, "the try failed");
+                    let outcome = if refused_stream || !sent {
+                        TryOutcome::RefusedStream
+                    } else {
+                        TryOutcome::Reset
+                    };
+                    (
+                        outcome,
+                        headers::answer(
+                            StatusCode::BAD_GATEWAY,
+                            &format!("{}: {reason}", route.label),
+                            grpc,
+                            None,
+                        ),
+                    )
+                }
+                Tried::TimedOut(after) => {
+                    chosen.pick.record_failure();
+                    self.outbound.record_outcome(&route, chosen.endpoint, true);
+                    self.outbound
+                        .metrics()
+                        .error(&route.label, "request_timeout");
+                    (
+                        TryOutcome::TimedOut,
+                        headers::answer(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!("{}: no response within {after:?}", route.label),
+                            grpc,
+                            None,
+                        ),
+                    )
+                }
+            };
+            let again = tries < plan.retries.attempts
+                && body.can_replay(&outcome)
+                && retry::retryable(&plan.retries, &method, &outcome)
+                && deadline.is_none_or(|d| Instant::now() < d)
+                && budget.as_ref().is_none_or(|b| b.withdraw(Instant::now()));
+            if !again {
+                last = Some(response);
+                break;
+            }
+            drop(response);
+            tries += 1;
+            self.outbound.metrics().retry(&route.label);
+            excluded.push(chosen.endpoint);
+            let wait = retry::backoff(&plan.retries.backoff, tries - 1, rand::random::<f64>());
+            let wait = match deadline {
+                Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
+                None => wait,
+            };
+            tokio::time::sleep(wait).await;
+        }
+        let mut response = last.unwrap_or_else(|| match deadline {
+            Some(d) if Instant::now() >= d => {
+                self.outbound
+                    .metrics()
+                    .error(&route.label, "request_timeout");
+                headers::answer(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "{}: no response within the request timeout {:?}",
+                        route.label,
+                        plan.timeouts.request.unwrap_or_default()
+                    ),
+                    grpc,
+                    None,
+                )
+            }
+            _ => headers::answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{}: no endpoint left to try", route.label),
+                grpc,
+                None,
+            ),
+        });
+        if let Some(cookie) = set_cookie {
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
+        }
+        self.finish(&route.label, response, started, &method, &parts_path)
+    }
+
+    /// One try on one endpoint: a pooled connection, then the request.
+    async fn try_once(
+        &self,
+        key: &PoolKey,
+        plan: &ServicePolicy,
+        parts: http::request::Parts,
+        body: &mut Pending,
+        try_time: Option<Duration>,
+    ) -> Tried {
+        let attempt = async {
+            let lease = match self.pool.checkout(key, &self.outbound, plan).await {
+                Ok(lease) => lease,
+                Err(CheckoutError::Shed { .. }) => {
+                    return Tried::Shed(
+                        CheckoutError::Shed {
+                            endpoint: key.endpoint,
+                            pending: plan.connection_pool.max_pending_requests,
+                        }
+                        .to_string(),
+                    );
+                }
+                Err(error @ CheckoutError::Connect { .. }) => {
+                    return Tried::ConnectFailed(error.to_string());
+                }
+            };
+            let Some(body) = body.take() else {
+                return Tried::Failed {
+                    reason: "the request body was already sent".into(),
+                    refused_stream: false,
+                    sent: true,
+                };
+            };
+            match lease
+                .send(
+                    Request::from_parts(parts, body),
+                    &self.pool,
+                    &self.outbound,
+                    plan,
+                )
+                .await
+            {
+                Ok((response, release)) => Tried::Response(Box::new((
+                    response,
+                    Held {
+                        release,
+                        pick: None,
+                    },
+                ))),
+                Err(error) => Tried::Failed {
+                    refused_stream: error.is_refused_stream(),
+                    sent: !matches!(error, SendError::NotSent(_)),
+                    reason: error.to_string(),
+                },
+            }
+        };
+        match try_time {
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(tried) => tried,
+                Err(_) => Tried::TimedOut(limit),
+            },
+            None => attempt.await,
+        }
+    }
+
+    /// A request that leaves HTTP (WebSocket…): one endpoint, a connection of its own,
+    /// and after `101 Switching Protocols` the bytes copied both ways.
+    async fn upgrade(
+        &self,
+        route: &Route,
+        client: SocketAddr,
+        hash: Option<u64>,
+        parts: http::request::Parts,
+        body: Incoming,
+        client_upgrade: hyper::upgrade::OnUpgrade,
+    ) -> Response<Body> {
+        let Some(chosen) = self.outbound.choose(route, Some(client), hash, &[]) else {
+            return headers::answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{}: no endpoint left to try", route.label),
+                false,
+                None,
+            );
+        };
+        if let Err(error) = self
+            .outbound
+            .admit(route, &chosen, Some(client), true)
+            .await
+        {
+            return connect_error_answer(&error, false);
+        }
+        let key = PoolKey {
+            endpoint: chosen.endpoint,
+            remote_node: chosen.remote_node.clone(),
+            service: route.label.clone(),
+            wire: Wire::Http1,
+        };
+        forward_upgrade(
+            &self.pool,
+            &self.outbound,
+            &route.plan,
+            &key,
+            Request::from_parts(parts, body.map_err(Into::into).boxed_unsync()),
+            client_upgrade,
+            &self.tasks,
+            Some(chosen.pick),
+        )
+        .await
+    }
+
+    fn refused(
+        &self,
+        label: &str,
+        error: &ConnectError,
+        grpc: bool,
+        started: Instant,
+        request: &Request<Incoming>,
+    ) -> Response<Body> {
+        let response = connect_error_answer(error, grpc);
+        self.finish(
+            label,
+            response,
+            started,
+            request.method(),
+            request.uri().path(),
+        )
+    }
+
+    /// Counts the answer and writes the access log line.
+    fn finish(
+        &self,
+        label: &str,
+        response: Response<Body>,
+        started: Instant,
+        method: &http::Method,
+        path: &str,
+    ) -> Response<Body> {
+        let elapsed = started.elapsed();
+        self.outbound
+            .metrics()
+            .request(label, response.status().as_u16(), elapsed);
+        tracing::info!(
+            target: "access",
+            service = %label,
+            %method,
+            path,
+            status = response.status().as_u16(),
+            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()),
+            duration_us = elapsed.as_micros() as u64,
+        );
+        response
+    }
+}
+
+/// Forwards an upgrade request on a dedicated connection and, once the endpoint
+/// switches protocols, copies bytes between the two upgraded connections.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn forward_upgrade(
+    pool: &Pool,
+    outbound: &Outbound,
+    plan: &ServicePolicy,
+    key: &PoolKey,
+    request: Request<Body>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    tasks: &crate::tasks::NodeTasks,
+    pick: Option<crate::balance::Pick>,
+) -> Response<Body> {
+    let mut sender = match pool.dedicated(key, outbound, plan).await {
+        Ok(sender) => sender,
+        Err(error) => {
+            return headers::answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error.to_string(),
+                false,
+                None,
+            );
+        }
+    };
+    let mut response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            return headers::answer(
+                StatusCode::BAD_GATEWAY,
+                &format!("{}: {error}", key.service),
+                false,
+                None,
+            );
+        }
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return response.map(|b| b.map_err(Into::into).boxed_unsync());
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    let service = key.service.clone();
+    tasks.spawn(async move {
+        let _pick = pick;
+        match (client_upgrade.await, upstream_upgrade.await) {
+            (Ok(client), Ok(upstream)) => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                if let Err(error) = copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(%service, %error, "upgraded connection ended with an error");
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::debug!(%service, %error, "an upgrade did not complete");
+            }
+        }
+    });
+    response.map(|_| headers::empty())
+}
+
+/// The request body of the tries: kept whole for replay, or streamed once.
+enum Pending {
+    Replay(Bytes),
+    Stream(Option<Incoming>),
+}
+
+impl Pending {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Pending::Replay(bytes) => Some(
+                Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ),
+            Pending::Stream(body) => body.take().map(|b| b.map_err(Into::into).boxed_unsync()),
+        }
+    }
+
+    /// Whether another try can send the body again after `outcome`.
+    fn can_replay(&self, outcome: &TryOutcome) -> bool {
+        match self {
+            Pending::Replay(_) => true,
+            // Nothing was sent when connecting failed: the body is still here.
+            Pending::Stream(body) => {
+                body.is_some() && matches!(outcome, TryOutcome::ConnectFailure)
+            }
+        }
+    }
+}
+
+/// Whether the request's body is small and complete, so it can be replayed.
+fn replayable(plan: &ServicePolicy, body: &Incoming) -> bool {
+    plan.retries.attempts > 0
+        && (body.is_end_stream()
+            || body
+                .size_hint()
+                .exact()
+                .is_some_and(|len| len <= MAX_REPLAY))
+}
+
+/// The head of a request sent again (the body travels separately).
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+/// Turns a client's request head into the one sent upstream: hop-by-hop and mesh
+/// headers out, the forwarded header in, the URI and version the wire needs (origin
+/// form and `host` for HTTP/1.1; an absolute URI for HTTP/2).
+pub(crate) fn prepare(
+    parts: &mut http::request::Parts,
+    wire: Wire,
+    upgrade: bool,
+    forwarded: ForwardedHeader,
+    client: SocketAddr,
+) {
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::strip_mesh_headers(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, forwarded, client.ip());
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    match wire {
+        Wire::Http1 => {
+            parts.version = Version::HTTP_11;
+            parts.uri = path
+                .parse::<Uri>()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+            if let Some(authority) = authority
+                && let Ok(value) = HeaderValue::from_str(&authority)
+            {
+                parts.headers.insert(http::header::HOST, value);
+            }
+        }
+        Wire::Http2 => {
+            parts.version = Version::HTTP_2;
+            let authority = authority.unwrap_or_else(|| "localhost".into());
+            parts.uri = format!("http://{authority}{path}")
+                .parse::<Uri>()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+            parts.headers.remove(http::header::HOST);
+        }
+    }
+}
+
+/// The mesh's answer when a request could not be carried.
+pub(crate) fn connect_error_answer(error: &ConnectError, grpc: bool) -> Response<Body> {
+    let (status, retry_after) = match error {
+        ConnectError::NotAService { .. } | ConnectError::NoSuchPort { .. } => {
+            (StatusCode::NOT_FOUND, None)
+        }
+        ConnectError::NoReadyEndpoints { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+        ConnectError::RateLimited { retry_after_ms, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_millis(
+                u64::try_from(*retry_after_ms).unwrap_or(u64::MAX),
+            )),
+        ),
+        ConnectError::AllFailed { .. } => (StatusCode::BAD_GATEWAY, None),
+    };
+    headers::answer(status, &error.to_string(), grpc, retry_after)
+}
