@@ -225,3 +225,17 @@ fn a_file_named_twice_is_read_once() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(stdout(&out).starts_with("5 files:"), "{}", stdout(&out));
 }
+
+#[test]
+fn echo_refuses_bad_fault_flags_with_a_usage_error() {
+    for (flag, value, says) in [
+        ("--error-rate", "2", "between 0 and 1"),
+        ("--delay", "50", "no unit"),
+        ("--delay-jitter", "10 parsecs", "not a duration"),
+    ] {
+        let out = causeway(&["app", "echo", flag, value], None);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag) && stderr.contains(says), "{stderr}");
+    }
+}

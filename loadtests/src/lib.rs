@@ -1,6 +1,8 @@
 //! Load generation and benchmarks for Causeway.
 //!
-//! - [`echo`]: the sample app the quick start, tests and benchmarks run.
+//! - [`echo`]: the sample app the quick start, tests and benchmarks run, with faults on
+//!   purpose (delays, 503s, status overrides), streamed bodies, gRPC unary and WebSocket
+//!   echo, and the test clients for them.
 //! - [`topology`] and [`cluster`]: a whole cluster on loopback from a topology file, the
 //!   quick start's engine (`causeway up`); [`tour`], its scripted check (`--tour`);
 //!   [`client`], calls the way a user makes them.

@@ -1,7 +1,10 @@
-//! `causeway app echo`: the sample app, standing alone.
+//! `causeway app echo`: the sample app, standing alone, optionally misbehaving on purpose
+//! (`--delay`, `--delay-jitter`, `--error-rate`, `--fail-after`; see
+//! [`causeway_loadtests::echo`] for the paths and headers it also answers).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_loadtests::echo;
@@ -21,6 +24,29 @@ pub struct EchoArgs {
     /// The site it answers with.
     #[arg(long, env = "SITE_NAME", default_value = "")]
     site: String,
+    /// Wait this long before every answer, e.g. `50ms`, `2s`.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = echo::parse_duration)]
+    delay: Duration,
+    /// Add a uniformly random extra delay up to this, drawn per request, e.g. `10ms`.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = echo::parse_duration)]
+    delay_jitter: Duration,
+    /// Answer this share of requests (0 to 1) with 503, at random.
+    #[arg(long, value_name = "SHARE", default_value = "0", value_parser = echo::parse_error_rate)]
+    error_rate: f64,
+    /// After this many requests, answer every request with 503 (the port stays open).
+    #[arg(long, value_name = "N")]
+    fail_after: Option<u64>,
+}
+
+impl EchoArgs {
+    fn behaviour(&self) -> echo::Behaviour {
+        echo::Behaviour {
+            delay: self.delay,
+            delay_jitter: self.delay_jitter,
+            error_rate: self.error_rate,
+            fail_after: self.fail_after,
+        }
+    }
 }
 
 /// Serves until Ctrl-C.
@@ -35,14 +61,74 @@ pub fn echo(args: &EchoArgs) -> anyhow::Result<ExitCode> {
             node: args.node.clone(),
             site: args.site.clone(),
         };
-        let (addr, task) = echo::spawn(args.listen, identity)
+        let behaviour = args.behaviour();
+        let app = echo::spawn_with(args.listen, identity, behaviour.clone())
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        tracing::info!(%addr, pod = %args.pod, "echo app listening");
+            .context("cannot start the echo app")?;
+        tracing::info!(addr = %app.addr(), pod = %args.pod, ?behaviour, "echo app listening");
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
-        task.abort();
+        tracing::info!(requests = app.requests(), "echo app stopping");
+        app.stop();
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        echo: EchoArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<EchoArgs, String> {
+        Cli::try_parse_from(std::iter::once("echo").chain(args.iter().copied()))
+            .map(|cli| cli.echo)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_fault_flags_parse_into_a_behaviour() {
+        let args = parse(&[
+            "--delay",
+            "50ms",
+            "--delay-jitter",
+            "10ms",
+            "--error-rate",
+            "0.1",
+            "--fail-after",
+            "1000",
+        ])
+        .unwrap();
+        let behaviour = args.behaviour();
+        assert_eq!(behaviour.delay, Duration::from_millis(50));
+        assert_eq!(behaviour.delay_jitter, Duration::from_millis(10));
+        assert!((behaviour.error_rate - 0.1).abs() < f64::EPSILON);
+        assert_eq!(behaviour.fail_after, Some(1000));
+        let quiet = parse(&[]).unwrap().behaviour();
+        assert_eq!(quiet.delay, Duration::ZERO);
+        assert_eq!(quiet.error_rate, 0.0);
+        assert_eq!(quiet.fail_after, None);
+    }
+
+    #[test]
+    fn bad_values_are_clap_errors_that_say_why() {
+        let error = parse(&["--delay", "50"]).unwrap_err();
+        assert!(
+            error.contains("--delay") && error.contains("no unit"),
+            "{error}"
+        );
+        let error = parse(&["--delay-jitter", "fast"]).unwrap_err();
+        assert!(error.contains("not a duration"), "{error}");
+        let error = parse(&["--error-rate", "1.5"]).unwrap_err();
+        assert!(error.contains("between 0 and 1"), "{error}");
+        let error = parse(&["--fail-after", "lots"]).unwrap_err();
+        assert!(error.contains("--fail-after"), "{error}");
+    }
 }
