@@ -383,12 +383,16 @@ async fn metrics(cluster: &LoopbackCluster, tour: &mut Tour<'_>, caller: &str) {
         .lines()
         .filter(|l| l.starts_with("causeway_connections_total{"))
         .collect();
-    for line in &connections {
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("causeway_http_requests_total{"))
+        .collect();
+    for line in connections.iter().chain(&requests) {
         tour.note(line);
     }
     tour.check(
-        !connections.is_empty(),
-        "connections per service and endpoint node are counted",
+        !connections.is_empty() && !requests.is_empty(),
+        "requests per service and status class, and connections per endpoint node, are counted",
     );
     let cluster_answers = text
         .lines()

@@ -446,13 +446,19 @@ impl Pool {
         outbound: &Outbound,
         plan: &ServicePolicy,
     ) -> Result<Upstream, CheckoutError> {
-        outbound
+        let io = outbound
             .dial_http(key.endpoint, key.remote_node.as_deref(), &key.service, plan)
             .await
             .map_err(|reason| CheckoutError::Connect {
                 endpoint: key.endpoint,
                 reason,
-            })
+            })?;
+        let labels = crate::metrics::ConnectionLabels {
+            service: key.service.clone(),
+            endpoint_node: key.remote_node.clone().unwrap_or_else(|| "local".into()),
+        };
+        outbound.metrics().connections.get_or_create(&labels).inc();
+        Ok(io)
     }
 
     async fn dial_http1(

@@ -348,7 +348,7 @@ impl HttpProxy {
             };
             let again = tries < plan.retries.attempts
                 && body.can_replay(&outcome)
-                && retry::retryable(&plan.retries, &method, &outcome)
+                && retry::retryable(&plan.retries, &method, grpc, &outcome)
                 && deadline.is_none_or(|d| Instant::now() < d)
                 && budget.as_ref().is_none_or(|b| b.withdraw(Instant::now()));
             if !again {

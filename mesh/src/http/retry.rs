@@ -97,7 +97,11 @@ pub fn is_idempotent(method: &Method) -> bool {
 ///   those with 503, or 504 for a timeout);
 /// - a status code: that status; `504` also matches a per-try timeout;
 /// - gRPC conditions: a response whose `grpc-status` is that code.
-pub fn retryable(plan: &Retries, method: &Method, outcome: &TryOutcome) -> bool {
+///
+/// A gRPC call (`grpc` true; every call is a POST) is retried under the listed
+/// conditions whatever its method, as gRPC's own retry policy does: listing
+/// `unavailable` for a gRPC service says its calls may be tried again.
+pub fn retryable(plan: &Retries, method: &Method, grpc: bool, outcome: &TryOutcome) -> bool {
     if plan.attempts == 0 {
         return false;
     }
@@ -105,7 +109,7 @@ pub fn retryable(plan: &Retries, method: &Method, outcome: &TryOutcome) -> bool 
         outcome,
         TryOutcome::ConnectFailure | TryOutcome::RefusedStream
     );
-    if !never_reached_app && !plan.non_idempotent && !is_idempotent(method) {
+    if !never_reached_app && !grpc && !plan.non_idempotent && !is_idempotent(method) {
         return false;
     }
     plan.retry_on.iter().any(|c| matches(*c, outcome))
@@ -361,92 +365,157 @@ mod tests {
         let mut p = plan(&[RetryCondition::ConnectFailure, RetryCondition::Http5xx]);
         p.attempts = 0;
         p.non_idempotent = true;
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::ConnectFailure));
-        assert!(!retryable(&p, &Method::GET, &response(503)));
+        assert!(!retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(!retryable(&p, &Method::GET, false, &response(503)));
     }
 
     #[test]
     fn non_idempotent_requests_retry_only_when_allowed_or_never_sent() {
         let mut p = plan(&[RetryCondition::Http5xx]);
-        assert!(!retryable(&p, &Method::POST, &response(503)));
-        assert!(!retryable(&p, &Method::PATCH, &TryOutcome::Reset));
-        assert!(!retryable(&p, &Method::POST, &TryOutcome::TimedOut));
+        assert!(!retryable(&p, &Method::POST, false, &response(503)));
+        assert!(!retryable(&p, &Method::PATCH, false, &TryOutcome::Reset));
+        assert!(!retryable(&p, &Method::POST, false, &TryOutcome::TimedOut));
         // The request never reached the application: safe whatever the method.
-        assert!(retryable(&p, &Method::POST, &TryOutcome::ConnectFailure));
-        assert!(retryable(&p, &Method::POST, &TryOutcome::RefusedStream));
-        assert!(retryable(&p, &Method::GET, &response(503)));
+        assert!(retryable(
+            &p,
+            &Method::POST,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(retryable(
+            &p,
+            &Method::POST,
+            false,
+            &TryOutcome::RefusedStream
+        ));
+        assert!(retryable(&p, &Method::GET, false, &response(503)));
+        // A gRPC call is a POST, retried under the listed conditions all the same.
+        assert!(retryable(&p, &Method::POST, true, &response(503)));
+        assert!(!retryable(&p, &Method::POST, true, &response(404)));
         p.non_idempotent = true;
-        assert!(retryable(&p, &Method::POST, &response(503)));
-        assert!(retryable(&p, &Method::PATCH, &TryOutcome::Reset));
+        assert!(retryable(&p, &Method::POST, false, &response(503)));
+        assert!(retryable(&p, &Method::PATCH, false, &TryOutcome::Reset));
     }
 
     #[test]
     fn never_sent_still_needs_a_matching_condition() {
         let p = plan(&[RetryCondition::Status(503)]);
-        assert!(!retryable(&p, &Method::POST, &TryOutcome::ConnectFailure));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::RefusedStream));
+        assert!(!retryable(
+            &p,
+            &Method::POST,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(!retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::RefusedStream
+        ));
     }
 
     #[test]
     fn connect_failure_refused_stream_and_reset_match_themselves() {
         let p = plan(&[RetryCondition::ConnectFailure]);
-        assert!(retryable(&p, &Method::GET, &TryOutcome::ConnectFailure));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::RefusedStream));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::Reset));
-        assert!(!retryable(&p, &Method::GET, &response(503)));
+        assert!(retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(!retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::RefusedStream
+        ));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::Reset));
+        assert!(!retryable(&p, &Method::GET, false, &response(503)));
 
         let p = plan(&[RetryCondition::RefusedStream]);
-        assert!(retryable(&p, &Method::GET, &TryOutcome::RefusedStream));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::ConnectFailure));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::Reset));
+        assert!(retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::RefusedStream
+        ));
+        assert!(!retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::Reset));
 
         let p = plan(&[RetryCondition::Reset]);
-        assert!(retryable(&p, &Method::GET, &TryOutcome::Reset));
-        assert!(retryable(&p, &Method::GET, &TryOutcome::TimedOut));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::ConnectFailure));
-        assert!(!retryable(&p, &Method::GET, &response(502)));
+        assert!(retryable(&p, &Method::GET, false, &TryOutcome::Reset));
+        assert!(retryable(&p, &Method::GET, false, &TryOutcome::TimedOut));
+        assert!(!retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(!retryable(&p, &Method::GET, false, &response(502)));
     }
 
     #[test]
     fn http_5xx_matches_every_5xx_and_no_response() {
         let p = plan(&[RetryCondition::Http5xx]);
         for status in [500, 501, 502, 503, 504, 599] {
-            assert!(retryable(&p, &Method::GET, &response(status)), "{status}");
+            assert!(
+                retryable(&p, &Method::GET, false, &response(status)),
+                "{status}"
+            );
         }
         for status in [200, 204, 404, 429, 499] {
-            assert!(!retryable(&p, &Method::GET, &response(status)), "{status}");
+            assert!(
+                !retryable(&p, &Method::GET, false, &response(status)),
+                "{status}"
+            );
         }
         for outcome in NO_RESPONSE {
-            assert!(retryable(&p, &Method::GET, &outcome), "{outcome:?}");
+            assert!(retryable(&p, &Method::GET, false, &outcome), "{outcome:?}");
         }
-        assert!(!retryable(&p, &Method::GET, &grpc(14)));
+        assert!(!retryable(&p, &Method::GET, false, &grpc(14)));
     }
 
     #[test]
     fn gateway_error_matches_502_to_504_and_no_response() {
         let p = plan(&[RetryCondition::GatewayError]);
         for status in [502, 503, 504] {
-            assert!(retryable(&p, &Method::GET, &response(status)), "{status}");
+            assert!(
+                retryable(&p, &Method::GET, false, &response(status)),
+                "{status}"
+            );
         }
         for status in [200, 500, 501, 505] {
-            assert!(!retryable(&p, &Method::GET, &response(status)), "{status}");
+            assert!(
+                !retryable(&p, &Method::GET, false, &response(status)),
+                "{status}"
+            );
         }
         for outcome in NO_RESPONSE {
-            assert!(retryable(&p, &Method::GET, &outcome), "{outcome:?}");
+            assert!(retryable(&p, &Method::GET, false, &outcome), "{outcome:?}");
         }
     }
 
     #[test]
     fn a_status_condition_matches_that_status() {
         let p = plan(&[RetryCondition::Status(409), RetryCondition::Status(503)]);
-        assert!(retryable(&p, &Method::GET, &response(409)));
-        assert!(retryable(&p, &Method::GET, &response(503)));
-        assert!(!retryable(&p, &Method::GET, &response(500)));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::TimedOut));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::Reset));
+        assert!(retryable(&p, &Method::GET, false, &response(409)));
+        assert!(retryable(&p, &Method::GET, false, &response(503)));
+        assert!(!retryable(&p, &Method::GET, false, &response(500)));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::TimedOut));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::Reset));
         let p = plan(&[RetryCondition::Status(504)]);
-        assert!(retryable(&p, &Method::GET, &TryOutcome::TimedOut));
-        assert!(retryable(&p, &Method::GET, &response(504)));
+        assert!(retryable(&p, &Method::GET, false, &TryOutcome::TimedOut));
+        assert!(retryable(&p, &Method::GET, false, &response(504)));
     }
 
     #[test]
@@ -461,29 +530,45 @@ mod tests {
         for (condition, code) in cases {
             let p = plan(&[condition]);
             assert!(
-                !retryable(&p, &Method::POST, &grpc(code)),
+                !retryable(&p, &Method::POST, false, &grpc(code)),
                 "POST needs opt-in"
             );
             let mut p = p;
             p.non_idempotent = true;
-            assert!(retryable(&p, &Method::POST, &grpc(code)), "{condition:?}");
+            assert!(
+                retryable(&p, &Method::POST, false, &grpc(code)),
+                "{condition:?}"
+            );
             for other in [0, 2, 3, 5, 12, 15] {
-                assert!(!retryable(&p, &Method::POST, &grpc(other)), "{condition:?}");
+                assert!(
+                    !retryable(&p, &Method::POST, false, &grpc(other)),
+                    "{condition:?}"
+                );
             }
-            assert!(!retryable(&p, &Method::POST, &response(503)));
-            assert!(!retryable(&p, &Method::POST, &TryOutcome::Reset));
+            assert!(!retryable(&p, &Method::POST, false, &response(503)));
+            assert!(!retryable(&p, &Method::POST, false, &TryOutcome::Reset));
         }
     }
 
     #[test]
     fn the_default_plan_retries_only_what_never_reached_the_app_and_unavailable() {
         let p = Retries::default();
-        assert!(retryable(&p, &Method::GET, &TryOutcome::ConnectFailure));
-        assert!(retryable(&p, &Method::POST, &TryOutcome::RefusedStream));
-        assert!(retryable(&p, &Method::GET, &grpc(14)));
-        assert!(!retryable(&p, &Method::GET, &response(503)));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::Reset));
-        assert!(!retryable(&p, &Method::GET, &TryOutcome::TimedOut));
+        assert!(retryable(
+            &p,
+            &Method::GET,
+            false,
+            &TryOutcome::ConnectFailure
+        ));
+        assert!(retryable(
+            &p,
+            &Method::POST,
+            false,
+            &TryOutcome::RefusedStream
+        ));
+        assert!(retryable(&p, &Method::GET, false, &grpc(14)));
+        assert!(!retryable(&p, &Method::GET, false, &response(503)));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::Reset));
+        assert!(!retryable(&p, &Method::GET, false, &TryOutcome::TimedOut));
     }
 
     fn backoff_plan(base_ms: u64, max_ms: u64) -> Backoff {
@@ -702,7 +787,7 @@ mod tests {
         ) {
             let p = Retries { attempts: 0, retry_on, non_idempotent, ..Retries::default() };
             let method = if post { Method::POST } else { Method::GET };
-            prop_assert!(!retryable(&p, &method, &outcome));
+            prop_assert!(!retryable(&p, &method, false, &outcome));
         }
     }
 }
