@@ -80,9 +80,12 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Five nodes logging at `info` would bury the quick start's own report.
-    let default_level = match cli.command {
+    // The access log (one line per HTTP request, target `access`) is off unless asked
+    // for, with `--access-log` or in RUST_LOG.
+    let default_level = match &cli.command {
         Command::Up(_) => "error",
-        _ => "info",
+        Command::Node(args) if args.access_log => "info",
+        _ => "info,access=off",
     };
     logging::init(cli.log_format, default_level);
     let result = match cli.command {

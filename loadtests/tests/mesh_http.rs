@@ -49,6 +49,8 @@ enum Proto {
     Http1,
     H2c,
     Grpc,
+    /// A port that names no protocol: the mesh looks at the first bytes.
+    Detect,
 }
 
 const PROTOS: [Proto; 3] = [Proto::Http1, Proto::H2c, Proto::Grpc];
@@ -59,6 +61,7 @@ impl Proto {
             Proto::Http1 => "http",
             Proto::H2c => "kubernetes.io/h2c",
             Proto::Grpc => "grpc",
+            Proto::Detect => "",
         }
     }
 
@@ -67,6 +70,7 @@ impl Proto {
             Proto::Http1 => "h1",
             Proto::H2c => "h2",
             Proto::Grpc => "grpc",
+            Proto::Detect => "detect",
         }
     }
 }
@@ -142,10 +146,13 @@ impl Mesh {
                 "---\napiVersion: policy.causeway.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  targetRef: {{name: {name}}}\n{spec}\n"
             )
         };
+        let app_protocol = match proto {
+            Proto::Detect => String::new(),
+            other => format!(", appProtocol: \"{}\"", other.app_protocol()),
+        };
         let yaml = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  clusterIP: 10.96.{}.{service}\n  ports:\n  - {{name: web, port: 80, targetPort: {POD_PORT}, protocol: TCP, appProtocol: \"{}\"}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: t\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nendpoints:\n{endpoint_lines}ports:\n- {{name: web, port: {POD_PORT}, protocol: TCP}}\n{policy}",
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  clusterIP: 10.96.{}.{service}\n  ports:\n  - {{name: web, port: 80, targetPort: {POD_PORT}, protocol: TCP{app_protocol}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: t\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nendpoints:\n{endpoint_lines}ports:\n- {{name: web, port: {POD_PORT}, protocol: TCP}}\n{policy}",
             self.test,
-            proto.app_protocol()
         );
         let file = self.cluster.manifests_dir().join(format!("{name}.yaml"));
         let temp = self.cluster.manifests_dir().join(format!(".{name}.tmp"));
@@ -164,9 +171,9 @@ impl Mesh {
                     .snapshot();
                 snapshot.service("t", name).is_some_and(|s| {
                     s.endpoints.len() == endpoints.len()
-                        && s.ports
-                            .iter()
-                            .any(|p| p.app_protocol.as_deref() == Some(proto.app_protocol()))
+                        && s.ports.iter().any(|p| {
+                            p.app_protocol.as_deref().unwrap_or("") == proto.app_protocol()
+                        })
                 })
             });
             if everywhere {
@@ -219,7 +226,7 @@ enum Client {
 async fn client(mesh: &Mesh, node: &str, name: &str, proto: Proto) -> Client {
     let tcp = tunnel(mesh.proxy(node), &format!("{name}.t")).await;
     match proto {
-        Proto::Http1 => {
+        Proto::Http1 | Proto::Detect => {
             let (sender, connection) = http1::handshake(TokioIo::new(tcp)).await.unwrap();
             tokio::spawn(connection.with_upgrades());
             Client::H1(sender)
@@ -841,5 +848,180 @@ async fn a_policy_swapped_under_load_fails_no_request() {
             "{proto:?}: only {total} requests ran under the swaps"
         );
     }
+    mesh.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_names_no_protocol_is_sniffed() {
+    let mesh = mesh("sniff", 9).await;
+    // HTTP on an unnamed port: recognised by its request line, balanced per request.
+    let pods = [
+        mesh.pod(1, 0, "n1", Behaviour::default()).await,
+        mesh.pod(1, 1, "n3", Behaviour::default()).await,
+    ];
+    mesh.apply(
+        1,
+        "sniffed",
+        Proto::Detect,
+        &[(0, "n1"), (1, "n3")],
+        "  loadBalancer: {algorithm: RoundRobin}\n  locality: {prefer: Any}",
+    )
+    .await;
+    let mut client = client(&mesh, "n1", "sniffed", Proto::Detect).await;
+    for _ in 0..10 {
+        let reply = call(&mut client, Proto::Detect, "sniffed", "/", &[]).await;
+        assert!(ok(&reply), "{reply:?}");
+    }
+    assert_eq!(
+        pods.iter().map(EchoApp::requests).collect::<Vec<_>>(),
+        vec![5, 5]
+    );
+    // HTTP/2 with prior knowledge on the same port: recognised by its preface.
+    let mut client = self::client(&mesh, "n1", "sniffed", Proto::H2c).await;
+    let reply = call(&mut client, Proto::H2c, "sniffed", "/", &[]).await;
+    assert!(ok(&reply), "{reply:?}");
+    // Anything else is carried as bytes: a raw TCP echo server behind the same kind
+    // of port answers what it was sent.
+    let addr = SocketAddr::from((mesh.pod_ip(2, 0), POD_PORT));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = tokio::spawn(async move {
+        // Bounded: serves the test's connections, each to its end.
+        for _ in 0..4 {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut read, mut write) = tcp.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    mesh.apply(2, "raw", Proto::Detect, &[(0, "n3")], "").await;
+    let mut tcp = tunnel(mesh.proxy("n1"), "raw.t").await;
+    tcp.write_all(b"\x00\x01 not http at all\n").await.unwrap();
+    let mut echoed = [0u8; 19];
+    tokio::time::timeout(CALL, tcp.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"\x00\x01 not http at all\n");
+    // A server-first protocol: the client says nothing, the mesh stops waiting and
+    // carries the bytes.
+    let mut quiet = tunnel(mesh.proxy("n1"), "raw.t").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    quiet.write_all(b"late").await.unwrap();
+    let mut late = [0u8; 4];
+    tokio::time::timeout(CALL, quiet.read_exact(&mut late))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&late, b"late");
+    server.abort();
+    mesh.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pending_queue_sheds_with_503_and_oversized_heads_are_refused() {
+    let mesh = mesh("shed", 10).await;
+    let slow = Behaviour {
+        delay: Duration::from_millis(600),
+        ..Behaviour::default()
+    };
+    let _pod = mesh.pod(1, 0, "n1", slow).await;
+    mesh.apply(
+        1,
+        "shed",
+        Proto::Http1,
+        &[(0, "n1")],
+        "  connectionPool: {maxConnections: 1, maxPendingRequests: 1}\n  retries: {attempts: 0}",
+    )
+    .await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut client = client(&mesh, "n1", "shed", Proto::Http1).await;
+        calls.spawn(async move { call(&mut client, Proto::Http1, "shed", "/", &[]).await });
+    }
+    let mut statuses = Vec::new();
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.unwrap();
+        if reply.status == 503 {
+            assert!(reply.body.contains("maxPendingRequests"), "{reply:?}");
+        }
+        statuses.push(reply.status);
+    }
+    statuses.sort_unstable();
+    // One in flight, one waiting, the other two shed at once.
+    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    // A request head with more headers than the limit is refused before it goes on.
+    let mut client = client(&mesh, "n1", "shed", Proto::Http1).await;
+    let many: Vec<(String, String)> = (0..150).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if let Client::H1(sender) = &mut client {
+        let mut request = Request::get("/").header("host", "shed.t");
+        for (k, v) in &many {
+            request = request.header(*k, *v);
+        }
+        let sent = sender
+            .send_request(request.body(Full::new(Bytes::new())).unwrap())
+            .await;
+        match sent {
+            Ok(response) => assert_eq!(response.status(), 431),
+            // hyper may close the connection instead of answering: refused either way.
+            Err(error) => assert!(
+                error.is_closed() || error.is_incomplete_message(),
+                "{error}"
+            ),
+        }
+    }
+    mesh.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_never_replaces_the_last_good_one() {
+    let mesh = mesh("lastgood", 11).await;
+    let _pod = mesh.pod(1, 0, "n1", Behaviour::default()).await;
+    mesh.apply(
+        1,
+        "guarded",
+        Proto::Http1,
+        &[(0, "n1")],
+        "  rateLimit: {qps: 0.1, burst: 1, enforceAt: Source}",
+    )
+    .await;
+    let mut client = client(&mesh, "n1", "guarded", Proto::Http1).await;
+    assert!(ok(
+        &call(&mut client, Proto::Http1, "guarded", "/", &[]).await
+    ));
+    assert_eq!(
+        call(&mut client, Proto::Http1, "guarded", "/", &[])
+            .await
+            .status,
+        429
+    );
+    // A new version that does not validate: refused, reported, the limit stays.
+    mesh.apply(
+        1,
+        "guarded",
+        Proto::Http1,
+        &[(0, "n1")],
+        "  rateLimit: {qps: -5}\n  loadBalancer: {algorithm: Fastest}",
+    )
+    .await;
+    let admin = mesh.cluster.node("n1").unwrap().addresses.admin.unwrap();
+    let dump = causeway_loadtests::client::get(admin, "/config_dump", CALL)
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        dump.contains("Fastest"),
+        "the refusal is on /config_dump: {dump}"
+    );
+    assert_eq!(
+        call(&mut client, Proto::Http1, "guarded", "/", &[])
+            .await
+            .status,
+        429,
+        "the last good policy is still in force"
+    );
     mesh.finish().await;
 }

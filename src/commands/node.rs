@@ -113,6 +113,13 @@ pub struct NodeArgs {
     /// loopback services.
     #[arg(long)]
     allow_loopback_endpoints: bool,
+    /// The header that tells HTTP applications who called them:
+    /// `x-forwarded-for`, `forwarded` (RFC 7239) or `none`.
+    #[arg(long, value_name = "HEADER", default_value = "x-forwarded-for")]
+    forwarded_header: causeway_mesh::http::headers::ForwardedHeader,
+    /// Log one structured line per HTTP request (tracing target `access`).
+    #[arg(long)]
+    pub access_log: bool,
     /// Async worker threads; default: one per core.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
@@ -138,6 +145,7 @@ pub fn node(args: &NodeArgs) -> anyhow::Result<ExitCode> {
     config.rules.cluster_domain = args.cluster_domain.clone();
     config.allow_remote_clients = args.allow_remote_clients;
     config.allow_loopback_endpoints = args.allow_loopback_endpoints;
+    config.forwarded = args.forwarded_header;
     if let Some(dns) = args.dns.0 {
         config.dns = Some(DnsConfig {
             udp: vec![dns],
