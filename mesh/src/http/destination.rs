@@ -197,16 +197,21 @@ impl Destination {
             )
             .await
         {
-            Ok((response, release)) => response.map(|b| {
-                Tracked::new(
-                    b.map_err(Into::into).boxed_unsync(),
-                    Held {
-                        release,
-                        pick: None,
-                    },
-                )
-                .boxed_unsync()
-            }),
+            Ok((mut response, release)) => {
+                // Only meshes speak `causeway-*`: an application cannot make the source
+                // mistake its answer for one of ours.
+                headers::strip_mesh_headers(response.headers_mut());
+                response.map(|b| {
+                    Tracked::new(
+                        b.map_err(Into::into).boxed_unsync(),
+                        Held {
+                            release,
+                            pick: None,
+                        },
+                    )
+                    .boxed_unsync()
+                })
+            }
             Err(error) => {
                 self.proxy
                     .outbound()

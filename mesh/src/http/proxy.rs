@@ -157,10 +157,6 @@ impl HttpProxy {
             PortProtocol::Tcp | PortProtocol::Detect => Wire::Http1,
         };
         prepare(&mut parts, wire, upgrade, self.forwarded, client);
-        parts.headers.insert(
-            SOURCE_HEADER,
-            HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("")),
-        );
         let method = parts.method.clone();
         let parts_path = parts.uri.path().to_string();
         if let Some(client_upgrade) = client_upgrade {
@@ -245,7 +241,10 @@ impl HttpProxy {
                 service: route.label.clone(),
                 wire,
             };
-            let request_parts = clone_parts(&parts);
+            let mut request_parts = clone_parts(&parts);
+            if chosen.remote_node.is_some() {
+                source_header(&mut request_parts, client);
+            }
             let tried = self
                 .try_once(&key, &plan, request_parts, &mut body, try_time)
                 .await;
@@ -493,6 +492,10 @@ impl HttpProxy {
             service: route.label.clone(),
             wire: Wire::Http1,
         };
+        let mut parts = parts;
+        if chosen.remote_node.is_some() {
+            source_header(&mut parts, client);
+        }
         forward_upgrade(
             &self.pool,
             &self.outbound,
@@ -646,6 +649,14 @@ fn replayable(plan: &ServicePolicy, body: &Incoming) -> bool {
                 .size_hint()
                 .exact()
                 .is_some_and(|len| len <= MAX_REPLAY))
+}
+
+/// Tells the destination mesh who the client is (a request to another node only: an
+/// application never sees the mesh's own headers).
+fn source_header(parts: &mut http::request::Parts, client: SocketAddr) {
+    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+        parts.headers.insert(SOURCE_HEADER, value);
+    }
 }
 
 /// The head of a request sent again (the body travels separately).
