@@ -380,6 +380,23 @@ async fn requests_on_one_connection_spread_over_endpoints_per_request() {
         // One client connection, thirty requests, each balanced on its own: round robin
         // over three endpoints (one of them across a tunnel) gives each ten.
         assert_eq!(counts, vec![10, 10, 10], "{proto:?}");
+        // The client's HTTP version need not be the port's: an HTTP/1.1 client reaches an
+        // h2c port, an HTTP/2 client an HTTP/1.1 one, across the tunnel too.
+        let other = match proto {
+            Proto::Http1 => Proto::H2c,
+            Proto::H2c => Proto::Http1,
+            Proto::Grpc | Proto::Detect => continue,
+        };
+        let mut client = self::client(&mesh, "n1", &name, other).await;
+        for _ in 0..6 {
+            let reply = call(&mut client, other, &name, "/", &[]).await;
+            assert!(
+                ok(&reply),
+                "{other:?} client to a {proto:?} port: {reply:?}"
+            );
+        }
+        let counts: Vec<u64> = pods.iter().map(EchoApp::requests).collect();
+        assert_eq!(counts, vec![12, 12, 12], "{proto:?}");
     }
     mesh.finish().await;
 }
