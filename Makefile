@@ -23,13 +23,15 @@ demo: deps
 tour: deps
 	$(CARGO) run --locked --quiet -- up --tour
 
-# The mesh's three comparisons, each against its baseline in the same run (a few
-# minutes; see docs/benchmarks.md): proxy vs HAProxy and direct, DNS vs dnsmasq, memory.
+# The mesh's comparisons, each against its baseline in the same run (a few minutes;
+# see docs/benchmarks.md): proxy vs HAProxy and direct, DNS vs dnsmasq, memory, and
+# per-request HTTP vs direct, HAProxy in HTTP mode and h2load.
 bench: deps
 	$(CARGO) build --release --locked --quiet
 	./target/release/causeway bench proxy
 	./target/release/causeway bench dns
 	./target/release/causeway bench memory
+	./target/release/causeway bench http
 
 fmt-check:
 	$(CARGO) fmt --all --check

@@ -8,8 +8,9 @@ set -euo pipefail
 # nftables capture (libnftnl, libmnl, pkg-config to find them; nft as a test oracle),
 # network-namespace testbeds (iproute2); the benchmarks' loads and baselines: dnsperf and
 # dnsmasq (as dnsmasq-base: the bare binary, without the `dnsmasq` package's system
-# service that would start a daemon on port 53), haproxy and wrk.
-PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 dnsperf dnsmasq-base haproxy wrk)
+# service that would start a daemon on port 53), haproxy, wrk, and h2load (in
+# nghttp2-client) for the HTTP/2 benchmark.
+PACKAGES=(libnftnl-dev libmnl-dev pkg-config nftables iproute2 dnsperf dnsmasq-base haproxy wrk nghttp2-client)
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }
 

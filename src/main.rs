@@ -75,6 +75,9 @@ enum BenchCommand {
     Proxy(commands::bench_mesh::ProxyArgs),
     /// Resident memory of an idle node with many Services and endpoints loaded.
     Memory(commands::bench_mesh::MemoryArgs),
+    /// Per-request HTTP (L7): HTTP/1.1 against direct and HAProxy (wrk), h2c (h2load),
+    /// rate-limit accuracy, a slow endpoint (RoundRobin vs PeakEwma), cross-node.
+    Http(commands::bench_mesh::HttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +110,9 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Memory(args),
         } => commands::bench_mesh::memory(&args),
+        Command::Bench {
+            command: BenchCommand::Http(args),
+        } => commands::bench_mesh::http(&args),
     };
     match result {
         Ok(code) => code,

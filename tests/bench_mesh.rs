@@ -1,4 +1,5 @@
-//! `causeway bench proxy` and `causeway bench memory` in their quick modes, end to end
+//! `causeway bench proxy`, `causeway bench memory` and `causeway bench http` in their
+//! quick modes, end to end
 //! with the real binary: every target answered as the echo app before it was measured,
 //! and every figure was produced. No performance ratio is asserted: these are
 //! benchmarks, not timed tests. Without haproxy or wrk the proxy test says why it
@@ -7,6 +8,7 @@
 use std::path::PathBuf;
 
 use causeway_loadtests::harness::{BenchError, find_tool};
+use causeway_loadtests::http_bench::{self, H2Outcome, HttpBenchConfig};
 use causeway_loadtests::memory_bench::{self, MemoryBenchConfig};
 use causeway_loadtests::proxy_bench::{self, ProxyBenchConfig, TargetKind};
 
@@ -57,6 +59,47 @@ fn the_quick_proxy_benchmark_verifies_every_target_and_measures_it() {
 }
 
 #[test]
+fn the_quick_http_benchmark_verifies_every_listener_and_measures_every_scenario() {
+    if !tools_present(&[("haproxy", "haproxy"), ("wrk", "wrk")]) {
+        return;
+    }
+    let config = HttpBenchConfig::quick(binary());
+    let mut lines = Vec::new();
+    let report = http_bench::run(&config, &mut |l: &str| lines.push(l.to_string()))
+        .unwrap_or_else(|e| panic!("the benchmark failed: {e}\n{}", lines.join("\n")));
+    assert_eq!(report.verified.len(), 9, "{:?}", report.verified);
+    for series in report.keepalive.iter().chain(&report.cross) {
+        assert_eq!(series.runs.len(), 1, "{}", series.target);
+        assert!(series.runs[0].requests > 0, "{}", series.target);
+    }
+    assert_eq!(report.keepalive.len(), 3);
+    assert_eq!(report.cross.len(), 2);
+    match &report.h2 {
+        H2Outcome::Measured { series, .. } => {
+            assert_eq!(series.len(), 2);
+            assert!(series.iter().all(|s| s.runs.len() == 1 && s.rps() > 0.0));
+        }
+        H2Outcome::Skipped(reason) => {
+            assert!(find_tool("h2load", "nghttp2-client").is_err(), "{reason}");
+        }
+    }
+    // Every offered request is accounted for, once.
+    let rate = &report.rate;
+    assert_eq!(
+        rate.admitted() + rate.limited + rate.other_status + rate.errors,
+        rate.offered
+    );
+    assert_eq!(rate.admitted_per_window.len(), 2);
+    assert_eq!(report.slow.len(), 2);
+    for run in &report.slow {
+        assert!(!run.latencies_us.is_empty(), "{}", run.algorithm);
+        assert_eq!(run.wrong, 0, "{}", run.algorithm);
+    }
+    let table = report.markdown();
+    assert!(table.contains("RoundRobin p99"), "{table}");
+}
+
+#[test]
 fn the_quick_memory_benchmark_loads_every_service_and_reads_rss() {
     let config = MemoryBenchConfig::quick(binary());
     let mut lines = Vec::new();
@@ -99,5 +142,9 @@ fn bad_options_are_refused_before_anything_starts() {
     let mut config = MemoryBenchConfig::quick(binary());
     config.services = 0;
     let error = memory_bench::run(&config, &mut |_: &str| {}).unwrap_err();
+    assert!(matches!(error, BenchError::Options(_)), "{error}");
+    let mut config = HttpBenchConfig::quick(binary());
+    config.connections = 0;
+    let error = http_bench::run(&config, &mut |_: &str| {}).unwrap_err();
     assert!(matches!(error, BenchError::Options(_)), "{error}");
 }

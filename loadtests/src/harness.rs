@@ -360,6 +360,30 @@ pub fn write_identity(dir: &Path, node: &str, site: &str) -> Result<(), BenchErr
     credentials.write(&IdentityFiles::in_dir(dir)).map_err(fail)
 }
 
+/// Writes the identities of `nodes` (all in `site`), issued by one fresh CA so that
+/// they trust each other, to `root/<node>/` (ca.pem, node.pem, node-key.pem each).
+pub fn write_identities(root: &Path, nodes: &[&str], site: &str) -> Result<(), BenchError> {
+    let fail = |e: causeway_tunnels::identity::IdentityError| BenchError::Identity(e.to_string());
+    let ca = CertificateAuthority::generate().map_err(fail)?;
+    for node in nodes {
+        let dir = root.join(node);
+        std::fs::create_dir_all(&dir)
+            .map_err(io_error(format!("cannot create {}", dir.display())))?;
+        let name = NodeName::new(node).map_err(fail)?;
+        let credentials = ca
+            .issue(
+                &name,
+                site,
+                Validity::starting_now(Duration::from_secs(24 * 3600)),
+            )
+            .map_err(fail)?;
+        credentials
+            .write(&IdentityFiles::in_dir(&dir))
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// A Node object: its site label and tunnel address annotation.
 pub fn node_object(name: &str, site: &str, tunnel: SocketAddr) -> serde_json::Value {
     json!({
@@ -421,6 +445,71 @@ pub fn endpoint_slice_object(
         "addressType": "IPv4",
         "endpoints": endpoints,
         "ports": [{"name": "tcp", "port": port, "protocol": "TCP"}],
+    })
+}
+
+/// A Service with one TCP port named `port_name`, with `appProtocol` when given (`http`,
+/// `kubernetes.io/h2c`, …: the mesh then proxies it per request).
+pub fn service_object(
+    namespace: &str,
+    name: &str,
+    cluster_ip: Ipv4Addr,
+    port: u16,
+    target_port: u16,
+    port_name: &str,
+    app_protocol: Option<&str>,
+) -> serde_json::Value {
+    let mut service_port = json!({
+        "name": port_name,
+        "port": port,
+        "targetPort": target_port,
+        "protocol": "TCP",
+    });
+    if let Some(app_protocol) = app_protocol {
+        service_port["appProtocol"] = json!(app_protocol);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterIP": cluster_ip.to_string(), "ports": [service_port]},
+    })
+}
+
+/// An EndpointSlice `slice` of Service `namespace/service`: ready endpoints `(ip, node)`
+/// on `port`, named `port_name` (as the Service port it serves). A Service may have
+/// several, e.g. one per endpoint when the endpoints listen on different ports.
+pub fn named_endpoint_slice_object(
+    namespace: &str,
+    service: &str,
+    slice: &str,
+    endpoints: &[(String, String)],
+    port: u16,
+    port_name: &str,
+) -> serde_json::Value {
+    let mut object = endpoint_slice_object(namespace, service, endpoints, port);
+    object["metadata"]["name"] = json!(slice);
+    object["ports"] = json!([{"name": port_name, "port": port, "protocol": "TCP"}]);
+    object
+}
+
+/// A TrafficPolicy `namespace/name` for every port of Service `service`, with the given
+/// spec sections besides `targetRef` (`{"rateLimit": {...}}`, `{"loadBalancer": ...}`).
+pub fn traffic_policy_object(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    sections: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = json!({"targetRef": {"kind": "Service", "name": service}});
+    if let (Some(spec), serde_json::Value::Object(sections)) = (spec.as_object_mut(), sections) {
+        spec.extend(sections);
+    }
+    json!({
+        "apiVersion": "policy.causeway.dev/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
     })
 }
 
@@ -538,5 +627,40 @@ mod tests {
             causeway_api::manifest::decode(&causeway_yaml::Source::new("bench.yaml", text));
         assert!(decoded.diagnostics.is_empty(), "{:?}", decoded.diagnostics);
         assert_eq!(decoded.objects.len(), 3);
+    }
+
+    #[test]
+    fn http_manifests_decode_as_the_node_reads_them() {
+        let text = render_documents(&[
+            service_object(
+                "bench",
+                "web",
+                Ipv4Addr::new(10, 96, 0, 2),
+                80,
+                8080,
+                "http",
+                Some("http"),
+            ),
+            named_endpoint_slice_object(
+                "bench",
+                "web",
+                "web-0",
+                &[("127.0.0.1".into(), "n1".into())],
+                8080,
+                "http",
+            ),
+        ]);
+        let decoded =
+            causeway_api::manifest::decode(&causeway_yaml::Source::new("bench.yaml", text));
+        assert!(decoded.diagnostics.is_empty(), "{:?}", decoded.diagnostics);
+        assert_eq!(decoded.objects.len(), 2);
+        let policy = traffic_policy_object(
+            "bench",
+            "web",
+            "web",
+            json!({"rateLimit": {"qps": 100, "enforceAt": "Source"}}),
+        );
+        assert_eq!(policy["spec"]["targetRef"]["name"], "web");
+        assert_eq!(policy["spec"]["rateLimit"]["qps"], 100);
     }
 }

@@ -10,8 +10,10 @@
 //!   dnsmasq answering the same names, alternating runs, medians and their ratio.
 //! - [`proxy_bench`] (`causeway bench proxy`) and [`memory_bench`] (`causeway bench
 //!   memory`): the mesh node as a process against a direct connection and HAProxy, and
-//!   its resident memory with many Services loaded; [`harness`], the child processes,
-//!   scratch files and manifests they share.
+//!   its resident memory with many Services loaded; [`http_bench`] (`causeway bench
+//!   http`): per-request HTTP proxying against direct, HAProxy in HTTP mode and h2load,
+//!   with rate-limit accuracy, a slow endpoint and a cross-node path; [`harness`], the
+//!   child processes, scratch files and manifests they share.
 //!
 //! Later issues add the open- and closed-loop load generator, the YAML scenarios under
 //! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
@@ -24,6 +26,7 @@ pub mod cluster;
 pub mod dns;
 pub mod echo;
 pub mod harness;
+pub mod http_bench;
 pub mod memory_bench;
 pub mod proxy_bench;
 pub mod topology;

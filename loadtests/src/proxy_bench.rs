@@ -273,7 +273,8 @@ impl ProxyReport {
     }
 }
 
-fn micros(us: f64) -> String {
+/// Microseconds for people: `850 µs`, `1.20 ms`.
+pub fn micros(us: f64) -> String {
     if us >= 1000.0 {
         format!("{:.2} ms", us / 1000.0)
     } else {
@@ -479,7 +480,8 @@ pub fn run(
     })
 }
 
-fn first_line(tool: &Path, flag: &str) -> Result<String, BenchError> {
+/// The first line `tool flag` prints (its version), within 10 s.
+pub fn first_line(tool: &Path, flag: &str) -> Result<String, BenchError> {
     let mut command = Command::new(tool);
     command.arg(flag);
     let what = tool.display().to_string();
@@ -531,14 +533,35 @@ fn wrk_run(
     duration: Duration,
     target: &Target,
 ) -> Result<WrkRun, BenchError> {
+    wrk_measure(
+        wrk,
+        threads,
+        connections,
+        duration,
+        target.addr,
+        &target.name,
+    )
+}
+
+/// One wrk run (`-t threads -c connections -d duration --latency`) of `GET /` against
+/// `addr` (called `name` in messages), killed past its duration plus 30 s. A run with
+/// no request or with any answer that is not 2xx/3xx is refused.
+pub fn wrk_measure(
+    wrk: &Path,
+    threads: u32,
+    connections: u32,
+    duration: Duration,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<WrkRun, BenchError> {
     let mut command = Command::new(wrk);
     command
         .arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{}s", duration.as_secs()))
         .args(["--latency", "--timeout", "5s"])
-        .arg(format!("http://{}/", target.addr));
-    let what = format!("wrk against {}", target.name);
+        .arg(format!("http://{addr}/"));
+    let what = format!("wrk against {name}");
     let (status, out) = run_bounded(&what, command, duration + Duration::from_secs(30))?;
     if !status.success() {
         return Err(BenchError::Parse {
@@ -552,7 +575,7 @@ fn wrk_run(
     })?;
     if run.requests == 0 || run.non_2xx > 0 {
         return Err(BenchError::WrongAnswer {
-            target: target.name.clone(),
+            target: name.to_string(),
             detail: format!(
                 "{} requests, {} not 2xx/3xx, during the load:\n{out}",
                 run.requests, run.non_2xx

@@ -1,5 +1,6 @@
-//! `causeway bench proxy` and `causeway bench memory`: the glue of the mesh node's two
-//! process-level benchmarks (`loadtests/src/proxy_bench.rs`, `memory_bench.rs`). Options
+//! `causeway bench proxy`, `causeway bench memory` and `causeway bench http`: the glue of
+//! the mesh node's process-level benchmarks (`loadtests/src/proxy_bench.rs`,
+//! `memory_bench.rs`, `http_bench.rs`). Options
 //! in, a Markdown report out; progress goes to standard error.
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use causeway_loadtests::harness::{load_average, machine_summary};
+use causeway_loadtests::http_bench::{self, HttpBenchConfig};
 use causeway_loadtests::memory_bench::{self, MemoryBenchConfig};
 use causeway_loadtests::proxy_bench::{self, ProxyBenchConfig};
 
@@ -80,6 +82,34 @@ pub struct MemoryArgs {
     work_dir: Option<PathBuf>,
 }
 
+/// Arguments of `causeway bench http`.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// A smoke run: 1 round of 1 s, 2 s of rate-limit and slow-endpoint load (options
+    /// below still override).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds of the alternating scenarios (1, 2, 5) [default: 3].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds per measurement in scenarios 1, 2 and 5 [default: 5].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+    /// wrk and h2load connections [default: 16].
+    #[arg(long, value_name = "N")]
+    connections: Option<u32>,
+    /// Worker threads of the calling mesh node, 0 for the default (one per core)
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    mesh_threads: Option<usize>,
+    /// Keep the run's files (configs, manifests, stores) here.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Also print every run, not only the medians.
+    #[arg(long)]
+    runs: bool,
+}
+
 fn progress(line: &str) {
     eprintln!("bench: {line}");
 }
@@ -125,6 +155,46 @@ pub fn proxy(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         config.wrk_threads,
         config.rounds,
         config.duration.as_secs(),
+        machine_summary(),
+        load_before,
+        load_average(),
+        report.haproxy_version,
+        report.wrk_version,
+        report.markdown()
+    );
+    if args.runs {
+        text.push_str("\nEvery run:\n");
+        text.push_str(&report.runs_text());
+    }
+    super::write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `causeway bench http`.
+pub fn http(args: &HttpArgs) -> anyhow::Result<ExitCode> {
+    let binary = binary()?;
+    let mut config = if args.quick {
+        HttpBenchConfig::quick(binary)
+    } else {
+        HttpBenchConfig::full(binary)
+    };
+    if let Some(rounds) = args.rounds {
+        config.rounds = rounds;
+    }
+    if let Some(secs) = args.duration {
+        config.duration = Duration::from_secs(secs);
+    }
+    if let Some(connections) = args.connections {
+        config.connections = connections;
+    }
+    if let Some(threads) = args.mesh_threads {
+        config.mesh_threads = threads;
+    }
+    config.work_dir = args.work_dir.clone();
+    let load_before = load_average();
+    let report = http_bench::run(&config, &mut |line: &str| progress(line))?;
+    let mut text = format!(
+        "Per-request HTTP (L7) through the mesh; everything on 127.0.0.1.\nmachine: {} (load average {} before, {} after)\nHAProxy: {}  wrk: {}\n\n{}",
         machine_summary(),
         load_before,
         load_average(),
