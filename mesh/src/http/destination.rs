@@ -22,7 +22,7 @@ use causeway_tunnels::TunnelStream;
 
 use super::body::{Held, Tracked};
 use super::headers::{self, ForwardedHeader, SOURCE_HEADER};
-use super::pool::{Body, CheckoutError, PoolKey, Wire};
+use super::pool::{Body, CheckoutError, PoolKey, SendError, Wire};
 use super::proxy::{HttpProxy, forward_upgrade, prepare};
 use crate::policy_view::Policies;
 use crate::ratelimit::Limiters;
@@ -30,6 +30,11 @@ use crate::ratelimit::Limiters;
 /// Set by a destination mesh on an answer it made because the endpoint could not be
 /// reached (`connect-failure`) or the request was over the limit (`rate-limited`).
 pub const ERROR_HEADER: http::HeaderName = http::HeaderName::from_static("causeway-error");
+
+/// The destination's header limits are this multiple of the client-facing ones: the
+/// source adds headers (`x-forwarded-for`, `causeway-source`) to requests that were
+/// within the limits when they arrived.
+const HEADROOM: usize = 2;
 
 /// What the destination side needs.
 #[derive(Debug, Clone)]
@@ -73,12 +78,12 @@ impl Destination {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .max_headers(super::serve::MAX_HEADERS)
-            .max_buf_size(super::serve::MAX_HEADER_BYTES.max(8192));
+            .max_headers(HEADROOM * super::serve::MAX_HEADERS)
+            .max_buf_size(HEADROOM * super::serve::MAX_HEADER_BYTES);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(super::serve::MAX_HEADER_BYTES as u32)
+            .max_header_list_size((HEADROOM * super::serve::MAX_HEADER_BYTES) as u32)
             .adaptive_window(true);
         if let Err(error) = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -138,13 +143,15 @@ impl Destination {
             Wire::Http1
         };
         let client_addr = client.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        prepare(
+        if let Err(problem) = prepare(
             &mut parts,
             wire,
             upgrade,
             ForwardedHeader::None,
             client_addr,
-        );
+        ) {
+            return headers::answer(StatusCode::BAD_REQUEST, &problem, grpc, None);
+        }
         let key = PoolKey {
             endpoint: target.endpoint,
             remote_node: None,
@@ -180,11 +187,10 @@ impl Destination {
                     grpc,
                     None,
                 );
-                if !shed {
-                    response
-                        .headers_mut()
-                        .insert(ERROR_HEADER, HeaderValue::from_static("connect-failure"));
-                }
+                let mark = if shed { "shed" } else { "connect-failure" };
+                response
+                    .headers_mut()
+                    .insert(ERROR_HEADER, HeaderValue::from_static(mark));
                 return response;
             }
         };
@@ -217,12 +223,23 @@ impl Destination {
                     .outbound()
                     .metrics()
                     .error(&target.label, "upstream");
-                headers::answer(
+                // Marked, so the source knows the endpoint broke (or, when nothing was
+                // sent, could not be reached) rather than answered.
+                let mark = if error.is_refused_stream() || matches!(error, SendError::NotSent(_)) {
+                    "connect-failure"
+                } else {
+                    "reset"
+                };
+                let mut response = headers::answer(
                     StatusCode::BAD_GATEWAY,
                     &format!("{}: {error}", target.label),
                     grpc,
                     None,
-                )
+                );
+                response
+                    .headers_mut()
+                    .insert(ERROR_HEADER, HeaderValue::from_static(mark));
+                response
             }
         }
     }

@@ -110,7 +110,9 @@ struct EndpointPool {
     key: PoolKey,
     idle: Mutex<Vec<Idle>>,
     shared: Mutex<Option<http2::SendRequest<Body>>>,
-    dialling: tokio::sync::Mutex<()>,
+    /// Held by the one dialling the shared HTTP/2 connection; keeps when and why the
+    /// last dial failed.
+    dialling: tokio::sync::Mutex<Option<(Instant, String)>>,
     limit: Mutex<Option<Limit>>,
     waiting: AtomicU32,
     last_used: Mutex<Instant>,
@@ -122,7 +124,7 @@ impl EndpointPool {
             key,
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
-            dialling: tokio::sync::Mutex::new(()),
+            dialling: tokio::sync::Mutex::new(None),
             limit: Mutex::new(None),
             waiting: AtomicU32::new(0),
             last_used: Mutex::new(Instant::now()),
@@ -148,15 +150,22 @@ impl EndpointPool {
         }
     }
 
+    /// The most recently returned idle connection that is ready for a request. One
+    /// still busy (its request body still uploading after an early response) stays in
+    /// the list for later; closed and expired ones are dropped. Never waits.
     fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
-        while let Some(candidate) = idle.pop() {
-            if !candidate.sender.is_closed() && now.duration_since(candidate.since) < IDLE_EXPIRY {
-                return Some(candidate);
-            }
+        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY);
+        let ready = idle.iter().rposition(|c| c.sender.is_ready())?;
+        Some(idle.swap_remove(ready))
+    }
+
+    /// Drops idle connections that expired or closed.
+    fn sweep(&self, now: Instant) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY);
         }
-        None
     }
 
     fn put_idle(&self, sender: http1::SendRequest<Body>, uses: u32) {
@@ -187,6 +196,25 @@ impl EndpointPool {
             .map(|last| now.duration_since(*last) > POOL_EXPIRY)
             .unwrap_or(true);
         quiet && self.waiting.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// One request counted as waiting for a connection until dropped.
+struct Waiting<'a> {
+    counter: &'a AtomicU32,
+    count: u32,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicU32) -> Self {
+        let count = counter.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        Self { counter, count }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -252,10 +280,13 @@ impl SendError {
         let error = match self {
             SendError::NotSent(e) | SendError::Failed(e) => e,
         };
+        // A stream the endpoint refused, or one above the last stream id of a graceful
+        // GOAWAY (a draining endpoint): either way it processed nothing.
         std::error::Error::source(error)
             .and_then(|s| s.downcast_ref::<h2::Error>())
-            .and_then(h2::Error::reason)
-            == Some(h2::Reason::REFUSED_STREAM)
+            .is_some_and(|e| {
+                e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
+            })
     }
 }
 
@@ -278,7 +309,16 @@ impl Lease {
         } = self;
         match sender {
             Sender::Http2(mut sender) => match sender.try_send_request(request).await {
-                Ok(response) => Ok((response, None)),
+                // Nothing to hand back, but the request stays counted against
+                // `maxConnections` until its response ends.
+                Ok(response) => Ok((
+                    response,
+                    Some(Release {
+                        returned: None,
+                        pool: endpoint_pool,
+                        _permit: permit,
+                    }),
+                )),
                 Err(mut error) => {
                     if error.take_message().is_some() {
                         // Retired between checkout and send: the next checkout dials anew.
@@ -342,10 +382,12 @@ impl Pool {
         let Ok(mut endpoints) = self.endpoints.lock() else {
             return Arc::new(EndpointPool::new(key.clone()));
         };
-        let pool = endpoints
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(EndpointPool::new(key.clone())));
-        Arc::clone(pool)
+        if let Some(pool) = endpoints.get(key) {
+            return Arc::clone(pool);
+        }
+        let pool = Arc::new(EndpointPool::new(key.clone()));
+        endpoints.insert(key.clone(), Arc::clone(&pool));
+        pool
     }
 
     /// A connection to the endpoint of `key`, within the plan's pool limits: an idle
@@ -364,13 +406,16 @@ impl Pool {
             Some(permits) => match Arc::clone(&permits).try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    let pending = pool.waiting.fetch_add(1, Ordering::AcqRel) + 1;
+                    // Counted while waiting, and uncounted however the wait ends — a
+                    // timeout or a client that went away drops this future mid-wait.
+                    let waiting = Waiting::enter(&pool.waiting);
+                    let pending = waiting.count;
                     let waited = if pending > limits.max_pending_requests {
                         None
                     } else {
                         permits.acquire_owned().await.ok()
                     };
-                    pool.waiting.fetch_sub(1, Ordering::AcqRel);
+                    drop(waiting);
                     match waited {
                         Some(permit) => Some(permit),
                         None => {
@@ -386,21 +431,11 @@ impl Pool {
         let sender = match key.wire {
             Wire::Http2 => Sender::Http2(self.shared_http2(&pool, outbound, plan).await?),
             Wire::Http1 => match pool.take_idle() {
-                Some(mut idle) => {
-                    if idle.sender.ready().await.is_ok() {
-                        Sender::Http1 {
-                            sender: idle.sender,
-                            uses: idle.uses,
-                            reused: true,
-                        }
-                    } else {
-                        Sender::Http1 {
-                            sender: self.dial_http1(&pool, outbound, plan).await?,
-                            uses: 0,
-                            reused: false,
-                        }
-                    }
-                }
+                Some(idle) => Sender::Http1 {
+                    sender: idle.sender,
+                    uses: idle.uses,
+                    reused: true,
+                },
                 None => Sender::Http1 {
                     sender: self.dial_http1(&pool, outbound, plan).await?,
                     uses: 0,
@@ -500,11 +535,28 @@ impl Pool {
         if let Some(sender) = current() {
             return Ok(sender);
         }
-        let _dialling = pool.dialling.lock().await;
+        let waited_since = Instant::now();
+        let mut dialling = pool.dialling.lock().await;
         if let Some(sender) = current() {
             return Ok(sender);
         }
-        let io = self.dial(&pool.key, outbound, plan).await?;
+        // The dial this request waited for failed: share its failure rather than queue
+        // one more connect timeout behind it.
+        if let Some((at, reason)) = &*dialling
+            && *at >= waited_since
+        {
+            return Err(CheckoutError::Connect {
+                endpoint: pool.key.endpoint,
+                reason: reason.clone(),
+            });
+        }
+        let io = match self.dial(&pool.key, outbound, plan).await {
+            Ok(io) => io,
+            Err(error) => {
+                *dialling = Some((Instant::now(), error.to_string()));
+                return Err(error);
+            }
+        };
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .adaptive_window(true)
@@ -532,6 +584,9 @@ impl Pool {
         let now = Instant::now();
         if let Ok(mut endpoints) = self.endpoints.lock() {
             endpoints.retain(|_, pool| !pool.expired(now));
+            for pool in endpoints.values() {
+                pool.sweep(now);
+            }
         }
     }
 

@@ -26,7 +26,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as HttpBody, Incoming};
-use tokio::io::copy_bidirectional;
 
 use causeway_policies::ServicePolicy;
 
@@ -37,6 +36,9 @@ use super::protocol::PortProtocol;
 use super::retry::{self, RetryBudget, TryOutcome};
 use crate::outbound::{ConnectError, Outbound, Route};
 use crate::resolve::ServiceTarget;
+
+/// The longest a request waits for a response head when no timeout bounds it.
+pub const MAX_HEAD_WAIT: Duration = Duration::from_secs(3600);
 
 /// The largest request body kept so a request can be tried again.
 pub const MAX_REPLAY: u64 = 64 * 1024;
@@ -70,6 +72,8 @@ enum Tried {
     },
     /// No response within the try's time.
     TimedOut(Duration),
+    /// No connection within the try's time (nothing was sent).
+    NoConnection(Duration),
 }
 
 impl HttpProxy {
@@ -156,7 +160,12 @@ impl HttpProxy {
             }
             PortProtocol::Tcp | PortProtocol::Detect => Wire::Http1,
         };
-        prepare(&mut parts, wire, upgrade, self.forwarded, client);
+        if let Err(problem) = prepare(&mut parts, wire, upgrade, self.forwarded, client) {
+            let method = parts.method.clone();
+            let path = parts.uri.path().to_string();
+            let response = headers::answer(StatusCode::BAD_REQUEST, &problem, grpc, None);
+            return self.finish(&route.label, response, started, &method, &path);
+        }
         let method = parts.method.clone();
         let parts_path = parts.uri.path().to_string();
         if let Some(client_upgrade) = client_upgrade {
@@ -231,9 +240,13 @@ impl HttpProxy {
             if remaining.is_some_and(|r| r.is_zero()) {
                 break;
             }
+            // With neither a request nor a per-try timeout, the idle timeout still bounds
+            // the wait for a response head: an endpoint that accepts and never answers
+            // cannot hold a request for ever.
             let try_time = match (plan.retries.per_try_timeout, remaining) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => plan.timeouts.idle.unwrap_or(MAX_HEAD_WAIT),
             };
             let key = PoolKey {
                 endpoint: chosen.endpoint,
@@ -241,7 +254,13 @@ impl HttpProxy {
                 service: route.label.clone(),
                 wire,
             };
-            let mut request_parts = clone_parts(&parts);
+            // The head is kept for another try only when one can happen.
+            let last_try = tries >= plan.retries.attempts;
+            let mut request_parts = if last_try {
+                std::mem::replace(&mut parts, Request::new(()).into_parts().0)
+            } else {
+                clone_parts(&parts)
+            };
             if chosen.remote_node.is_some() {
                 source_header(&mut request_parts, client);
             }
@@ -253,13 +272,23 @@ impl HttpProxy {
                 Tried::Response(tried) => {
                     let (mut response, mut held) = *tried;
                     let status = response.status().as_u16();
-                    // A destination mesh that could not reach its endpoint says so: that
-                    // is a connect failure, not the application's answer.
+                    // A destination mesh says when its answer is its own: the endpoint
+                    // could not be reached, or its queue was full, or the try broke there.
+                    // Only a mesh can say so — a local application's header means nothing.
                     let marked = response
                         .headers_mut()
-                        .remove(super::destination::ERROR_HEADER);
+                        .remove(super::destination::ERROR_HEADER)
+                        .filter(|_| chosen.remote_node.is_some());
+                    headers::strip_mesh_headers(response.headers_mut());
+                    headers::strip_hop_by_hop(response.headers_mut(), false);
                     let outcome = match marked.as_ref().map(|v| v.as_bytes()) {
                         Some(b"connect-failure") => TryOutcome::ConnectFailure,
+                        Some(b"reset") => TryOutcome::Reset,
+                        Some(b"shed") => {
+                            self.outbound.metrics().error(&route.label, "shed");
+                            last = Some(response.map(|b| b.map_err(Into::into).boxed_unsync()));
+                            break;
+                        }
                         _ => TryOutcome::Response {
                             status,
                             grpc_status: retry::grpc_status(response.headers()),
@@ -323,6 +352,23 @@ impl HttpProxy {
                         headers::answer(
                             StatusCode::BAD_GATEWAY,
                             &format!("{}: {reason}", route.label),
+                            grpc,
+                            None,
+                        ),
+                    )
+                }
+                Tried::NoConnection(after) => {
+                    // Queued here or dialling: not the endpoint's fault, and the body was
+                    // not sent, so another endpoint may be tried.
+                    self.outbound.metrics().error(&route.label, "connect");
+                    (
+                        TryOutcome::ConnectFailure,
+                        headers::answer(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!(
+                                "{}: no connection to {} within {after:?}",
+                                route.label, chosen.endpoint
+                            ),
                             grpc,
                             None,
                         ),
@@ -403,11 +449,15 @@ impl HttpProxy {
         plan: &ServicePolicy,
         parts: http::request::Parts,
         body: &mut Pending,
-        try_time: Option<Duration>,
+        try_time: Duration,
     ) -> Tried {
+        let connected = std::sync::atomic::AtomicBool::new(false);
         let attempt = async {
             let lease = match self.pool.checkout(key, &self.outbound, plan).await {
-                Ok(lease) => lease,
+                Ok(lease) => {
+                    connected.store(true, std::sync::atomic::Ordering::Relaxed);
+                    lease
+                }
                 Err(CheckoutError::Shed { .. }) => {
                     return Tried::Shed(
                         CheckoutError::Shed {
@@ -451,12 +501,14 @@ impl HttpProxy {
                 },
             }
         };
-        match try_time {
-            Some(limit) => match tokio::time::timeout(limit, attempt).await {
-                Ok(tried) => tried,
-                Err(_) => Tried::TimedOut(limit),
-            },
-            None => attempt.await,
+        match tokio::time::timeout(try_time, attempt).await {
+            Ok(tried) => tried,
+            // Still waiting for a connection: this node's queue or a dial, not the
+            // endpoint's answer.
+            Err(_) if !connected.load(std::sync::atomic::Ordering::Relaxed) => {
+                Tried::NoConnection(try_time)
+            }
+            Err(_) => Tried::TimedOut(try_time),
         }
     }
 
@@ -537,9 +589,19 @@ impl HttpProxy {
         path: &str,
     ) -> Response<Body> {
         let elapsed = started.elapsed();
+        // A gRPC error answered in the head (the mesh's own answers, and trailers-only
+        // replies) rides on HTTP 200: count it by what it means.
+        let grpc_status = retry::grpc_status(response.headers());
+        let class_status = match grpc_status {
+            None | Some(0) => response.status().as_u16(),
+            Some(8) => 429,
+            Some(4) => 504,
+            Some(3 | 5 | 6 | 7 | 9 | 11 | 12 | 16) => 400,
+            Some(_) => 503,
+        };
         self.outbound
             .metrics()
-            .request(label, response.status().as_u16(), elapsed);
+            .request(label, class_status, elapsed);
         tracing::info!(
             target: "access",
             service = %label,
@@ -577,9 +639,14 @@ pub(crate) async fn forward_upgrade(
             );
         }
     };
-    let mut response = match sender.send_request(request).await {
-        Ok(response) => response,
-        Err(error) => {
+    let head_wait = plan
+        .timeouts
+        .request
+        .or(plan.timeouts.idle)
+        .unwrap_or(MAX_HEAD_WAIT);
+    let mut response = match tokio::time::timeout(head_wait, sender.send_request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
             return headers::answer(
                 StatusCode::BAD_GATEWAY,
                 &format!("{}: {error}", key.service),
@@ -587,20 +654,43 @@ pub(crate) async fn forward_upgrade(
                 None,
             );
         }
+        Err(_) => {
+            outbound.metrics().error(&key.service, "request_timeout");
+            return headers::answer(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "{}: no answer to the upgrade within {head_wait:?}",
+                    key.service
+                ),
+                false,
+                None,
+            );
+        }
     };
+    headers::strip_mesh_headers(response.headers_mut());
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return response.map(|b| b.map_err(Into::into).boxed_unsync());
     }
     let upstream_upgrade = hyper::upgrade::on(&mut response);
     let service = key.service.clone();
+    let idle = plan.timeouts.idle;
+    let metrics = Arc::clone(outbound.metrics());
     tasks.spawn(async move {
         let _pick = pick;
         match (client_upgrade.await, upstream_upgrade.await) {
             (Ok(client), Ok(upstream)) => {
                 let mut client = hyper_util::rt::TokioIo::new(client);
                 let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-                if let Err(error) = copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(%service, %error, "upgraded connection ended with an error");
+                // Bytes from here on, with the plan's idle timeout, as any L4 connection.
+                match crate::splice::carry(&mut client, &mut upstream, UPGRADED_BUFFER, idle).await
+                {
+                    Ok(crate::splice::Ended::Done { sent, received }) => {
+                        metrics.bytes(&service, sent, received);
+                    }
+                    Ok(crate::splice::Ended::Idle) => metrics.error(&service, "idle_timeout"),
+                    Err(error) => {
+                        tracing::debug!(%service, %error, "upgraded connection ended with an error");
+                    }
                 }
             }
             (Err(error), _) | (_, Err(error)) => {
@@ -610,6 +700,10 @@ pub(crate) async fn forward_upgrade(
     });
     response.map(|_| headers::empty())
 }
+
+/// Bytes copied at a time each way on an upgraded connection (WebSocket messages are
+/// small; the mesh's L4 buffer is for bulk transfer).
+const UPGRADED_BUFFER: usize = 16 * 1024;
 
 /// The request body of the tries: kept whole for replay, or streamed once.
 enum Pending {
@@ -671,54 +765,54 @@ fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
 
 /// Turns a client's request head into the one sent upstream: hop-by-hop and mesh
 /// headers out, the forwarded header in, the URI and version the wire needs (origin
-/// form and `host` for HTTP/1.1; an absolute URI for HTTP/2).
+/// form and `host` for HTTP/1.1; an absolute URI for HTTP/2). The authority (the URI's,
+/// else `host`) must parse as one: it is never pasted into a URI as text.
 pub(crate) fn prepare(
     parts: &mut http::request::Parts,
     wire: Wire,
     upgrade: bool,
     forwarded: ForwardedHeader,
     client: SocketAddr,
-) {
+) -> Result<(), String> {
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::strip_mesh_headers(&mut parts.headers);
     headers::add_forwarded(&mut parts.headers, forwarded, client.ip());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    let authority = match parts.uri.authority() {
+        Some(authority) => Some(authority.clone()),
+        None => match parts.headers.get(http::header::HOST) {
+            Some(host) => Some(
+                http::uri::Authority::try_from(host.as_bytes())
+                    .map_err(|e| format!("the host header is not a host[:port]: {e}"))?,
+            ),
+            None => None,
+        },
+    };
     let path = parts
         .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut uri = http::uri::Parts::default();
     match wire {
         Wire::Http1 => {
             parts.version = Version::HTTP_11;
-            parts.uri = path
-                .parse::<Uri>()
-                .unwrap_or_else(|_| Uri::from_static("/"));
             if let Some(authority) = authority
-                && let Ok(value) = HeaderValue::from_str(&authority)
+                && let Ok(value) = HeaderValue::from_str(authority.as_str())
             {
                 parts.headers.insert(http::header::HOST, value);
             }
         }
         Wire::Http2 => {
             parts.version = Version::HTTP_2;
-            let authority = authority.unwrap_or_else(|| "localhost".into());
-            parts.uri = format!("http://{authority}{path}")
-                .parse::<Uri>()
-                .unwrap_or_else(|_| Uri::from_static("/"));
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority =
+                Some(authority.unwrap_or_else(|| http::uri::Authority::from_static("localhost")));
             parts.headers.remove(http::header::HOST);
         }
     }
+    uri.path_and_query = Some(path);
+    parts.uri = Uri::from_parts(uri).map_err(|e| format!("the request target: {e}"))?;
+    Ok(())
 }
 
 /// The mesh's answer when a request could not be carried.

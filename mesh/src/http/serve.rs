@@ -62,7 +62,10 @@ pub async fn serve_connection<I>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .adaptive_window(true);
+        .adaptive_window(true)
+        // A client that went away without closing is found and its streams freed.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
     if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await
