@@ -98,34 +98,43 @@ impl ObjectSource for ManifestDirectory {
         let mut files: Files = BTreeMap::new();
         let mut first = true;
         loop {
-            match list(&self.dir) {
-                Ok(paths) => {
-                    let changed = first
-                        || paths.len() != files.len()
-                        || paths
-                            .iter()
-                            .any(|p| stamp(p) != files.get(p).map(|f| (f.0, f.1)));
-                    if changed {
-                        first = false;
-                        let problems = reread(&paths, &mut files, self.check.as_deref());
-                        // The store shares these objects with the source: one copy each.
-                        let objects: Vec<Arc<KubeObject>> =
-                            files.values().flat_map(|f| f.2.iter().cloned()).collect();
-                        let count = objects.len();
-                        match store.replace_source(&name, objects).await {
-                            Ok(stats) => {
-                                tracing::info!(source = %name, files = files.len(), objects = count, written = stats.written, deleted = stats.deleted, problems = problems.len(), "manifests applied")
-                            }
-                            Err(error) => {
-                                tracing::error!(source = %name, %error, "could not store the manifests")
-                            }
+            // Listing, stat-ing, reading and parsing are blocking file work: off the
+            // async threads, which carry traffic.
+            let dir = self.dir.clone();
+            let check = self.check.clone();
+            let mut owned = std::mem::take(&mut files);
+            let was_first = first;
+            let scanned = tokio::task::spawn_blocking(move || {
+                let result = scan(&dir, &mut owned, check.as_deref(), was_first);
+                (owned, result)
+            })
+            .await;
+            let Ok((owned, result)) = scanned else {
+                tracing::error!(source = %name, "the manifests scan stopped unexpectedly");
+                return;
+            };
+            files = owned;
+            match result {
+                Ok(None) => {}
+                Ok(Some(problems)) => {
+                    first = false;
+                    // The store shares these objects with the source: one copy each.
+                    let objects: Vec<Arc<KubeObject>> =
+                        files.values().flat_map(|f| f.2.iter().cloned()).collect();
+                    let count = objects.len();
+                    match store.replace_source(&name, objects).await {
+                        Ok(stats) => {
+                            tracing::info!(source = %name, files = files.len(), objects = count, written = stats.written, deleted = stats.deleted, problems = problems.len(), "manifests applied")
                         }
-                        if let Ok(mut status) = self.status.lock() {
-                            status.files = files.len();
-                            status.objects = count;
-                            status.problems = problems;
-                            status.reads += 1;
+                        Err(error) => {
+                            tracing::error!(source = %name, %error, "could not store the manifests")
                         }
+                    }
+                    if let Ok(mut status) = self.status.lock() {
+                        status.files = files.len();
+                        status.objects = count;
+                        status.problems = problems;
+                        status.reads += 1;
                     }
                 }
                 Err(error) => {
@@ -148,6 +157,26 @@ impl ObjectSource for ManifestDirectory {
 
 /// `*.yaml` and `*.yml` files below `dir`, sorted; hidden names and directory links are
 /// passed over (a mounted ConfigMap's `..data` would read everything twice).
+/// Looks at `dir` and, when anything changed since `files` (or on the `first` look),
+/// rereads it: `Some(problems)` after a reread, `None` when nothing changed.
+fn scan(
+    dir: &Path,
+    files: &mut Files,
+    check: Option<&dyn ManifestCheck>,
+    first: bool,
+) -> std::io::Result<Option<Vec<String>>> {
+    let paths = list(dir)?;
+    let changed = first
+        || paths.len() != files.len()
+        || paths
+            .iter()
+            .any(|p| stamp(p) != files.get(p).map(|f| (f.0, f.1)));
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(reread(&paths, files, check)))
+}
+
 fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?

@@ -68,6 +68,22 @@ fn latency_histogram() -> Histogram {
 /// The histogram family type (a plain `fn` constructor keeps it `Default`-free).
 pub type LatencyFamily = Family<ServiceLabel, Histogram, fn() -> Histogram>;
 
+/// One Service port's request counters (see [`MeshMetrics::http_handles`]).
+#[derive(Debug, Clone)]
+pub struct HttpHandles {
+    classes: [Counter; 5],
+    latency: Histogram,
+}
+
+impl HttpHandles {
+    /// Counts an answered request and its latency to the response head.
+    pub fn request(&self, status: u16, latency: std::time::Duration) {
+        let class = usize::from((status / 100).clamp(1, 5) - 1);
+        self.classes[class].inc();
+        self.latency.observe(latency.as_secs_f64());
+    }
+}
+
 /// Counters the proxy updates.
 #[derive(Debug)]
 pub struct MeshMetrics {
@@ -135,6 +151,34 @@ impl MeshMetrics {
                 service: service.to_string(),
             })
             .observe(latency.as_secs_f64());
+    }
+
+    /// The counters of one Service port's requests, looked up once and kept by the
+    /// proxy, so a request updates them without building labels.
+    pub fn http_handles(&self, service: &str) -> HttpHandles {
+        let class = |class: &str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    service: service.to_string(),
+                    class: class.to_string(),
+                })
+                .clone()
+        };
+        HttpHandles {
+            classes: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            latency: self
+                .latency
+                .get_or_create(&ServiceLabel {
+                    service: service.to_string(),
+                })
+                .clone(),
+        }
     }
 
     /// Counts a retry.

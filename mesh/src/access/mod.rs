@@ -177,9 +177,25 @@ pub(crate) async fn serve_client<C>(
     };
     let io = Prefixed::new(bytes::Bytes::from(first.clone()), io);
     if http {
+        // Resolved once per snapshot, not per request: a keep-alive connection follows
+        // the Service as the store changes, and pays for the lookup only then.
         let resolver_access = Arc::clone(&access);
-        let resolve: crate::http::serve::Resolver =
-            Arc::new(move || resolver_access.resolve(&host, port));
+        let cached: std::sync::Mutex<Option<(u64, Arc<ServiceTarget>)>> =
+            std::sync::Mutex::new(None);
+        let resolve: crate::http::serve::Resolver = Arc::new(move || {
+            let version = resolver_access.store.snapshot().version;
+            if let Ok(cached) = cached.lock()
+                && let Some((seen, target)) = cached.as_ref()
+                && *seen == version
+            {
+                return Ok(Arc::clone(target));
+            }
+            let target = Arc::new(resolver_access.resolve(&host, port)?);
+            if let Ok(mut cached) = cached.lock() {
+                *cached = Some((version, Arc::clone(&target)));
+            }
+            Ok(target)
+        });
         crate::http::serve::serve_connection(
             Arc::clone(&access.http),
             io,

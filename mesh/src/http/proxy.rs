@@ -48,13 +48,18 @@ pub const MAX_REPLAY: u64 = 64 * 1024;
 pub struct HttpProxy {
     outbound: Arc<Outbound>,
     pool: Pool,
-    budgets: Mutex<HashMap<String, Budget>>,
+    budgets: Mutex<HashMap<String, Arc<PortHttp>>>,
     forwarded: ForwardedHeader,
     tasks: crate::tasks::NodeTasks,
 }
 
-/// A Service port's retry budget, with the plan it was made for.
-type Budget = (Arc<ServicePolicy>, Arc<RetryBudget>);
+/// A Service port's retry budget, with the plan it was made for, and its counters.
+#[derive(Debug)]
+struct PortHttp {
+    plan: Arc<ServicePolicy>,
+    budget: RetryBudget,
+    metrics: crate::metrics::HttpHandles,
+}
 
 /// How one try ended.
 enum Tried {
@@ -115,19 +120,28 @@ impl HttpProxy {
         }
     }
 
-    fn budget(&self, route: &Route) -> Option<Arc<RetryBudget>> {
-        let mut budgets = self.budgets.lock().ok()?;
-        if let Some((plan, budget)) = budgets.get(&route.label)
-            && plan.retries.budget == route.plan.retries.budget
+    /// What the proxy keeps per Service port: its retry budget (made anew when the
+    /// plan's budget changes) and its metric handles.
+    fn port(&self, route: &Route) -> Arc<PortHttp> {
+        let make = || {
+            Arc::new(PortHttp {
+                plan: Arc::clone(&route.plan),
+                budget: RetryBudget::new(&route.plan.retries.budget),
+                metrics: self.outbound.metrics().http_handles(&route.label),
+            })
+        };
+        let Ok(mut ports) = self.budgets.lock() else {
+            return make();
+        };
+        if let Some(port) = ports.get(route.label.as_str())
+            && (Arc::ptr_eq(&port.plan, &route.plan)
+                || port.plan.retries.budget == route.plan.retries.budget)
         {
-            return Some(Arc::clone(budget));
+            return Arc::clone(port);
         }
-        let budget = Arc::new(RetryBudget::new(&route.plan.retries.budget));
-        budgets.insert(
-            route.label.clone(),
-            (Arc::clone(&route.plan), Arc::clone(&budget)),
-        );
-        Some(budget)
+        let port = make();
+        ports.insert(route.label.clone(), Arc::clone(&port));
+        port
     }
 
     /// Carries `request` from `client` to an endpoint of `target`, whose port speaks
@@ -164,7 +178,7 @@ impl HttpProxy {
             let method = parts.method.clone();
             let path = parts.uri.path().to_string();
             let response = headers::answer(StatusCode::BAD_REQUEST, &problem, grpc, None);
-            return self.finish(&route.label, response, started, &method, &path);
+            return self.finish(&route.label, None, response, started, &method, &path);
         }
         let method = parts.method.clone();
         let parts_path = parts.uri.path().to_string();
@@ -173,7 +187,7 @@ impl HttpProxy {
                 .upgrade(&route, client, hash, parts, body, client_upgrade)
                 .await;
             let path = parts_path.clone();
-            return self.finish(&route.label, response, started, &method, &path);
+            return self.finish(&route.label, None, response, started, &method, &path);
         }
         let replay = replayable(&plan, &body).then_some(());
         let mut body = match replay {
@@ -188,7 +202,14 @@ impl HttpProxy {
                             grpc,
                             None,
                         );
-                        return self.finish(&route.label, response, started, &method, &parts_path);
+                        return self.finish(
+                            &route.label,
+                            None,
+                            response,
+                            started,
+                            &method,
+                            &parts_path,
+                        );
                     }
                     Err(_) => {
                         let response = headers::answer(
@@ -200,16 +221,21 @@ impl HttpProxy {
                             grpc,
                             None,
                         );
-                        return self.finish(&route.label, response, started, &method, &parts_path);
+                        return self.finish(
+                            &route.label,
+                            None,
+                            response,
+                            started,
+                            &method,
+                            &parts_path,
+                        );
                     }
                 }
             }
             None => Pending::Stream(Some(body)),
         };
-        let budget = self.budget(&route);
-        if let Some(budget) = &budget {
-            budget.deposit(Instant::now());
-        }
+        let port = self.port(&route);
+        port.budget.deposit(Instant::now());
         let deadline = plan.timeouts.request.map(|t| started + t);
         let mut excluded: Vec<SocketAddr> = Vec::new();
         let mut tries: u32 = 0;
@@ -395,7 +421,7 @@ impl HttpProxy {
                 && body.can_replay(&outcome)
                 && retry::retryable(&plan.retries, &method, grpc, &outcome)
                 && deadline.is_none_or(|d| Instant::now() < d)
-                && budget.as_ref().is_none_or(|b| b.withdraw(Instant::now()));
+                && port.budget.withdraw(Instant::now());
             if !again {
                 last = Some(response);
                 break;
@@ -439,7 +465,14 @@ impl HttpProxy {
                 .headers_mut()
                 .append(http::header::SET_COOKIE, cookie);
         }
-        self.finish(&route.label, response, started, &method, &parts_path)
+        self.finish(
+            &route.label,
+            Some(&port.metrics),
+            response,
+            started,
+            &method,
+            &parts_path,
+        )
     }
 
     /// One try on one endpoint: a pooled connection, then the request.
@@ -572,6 +605,7 @@ impl HttpProxy {
         let response = connect_error_answer(error, grpc);
         self.finish(
             label,
+            None,
             response,
             started,
             request.method(),
@@ -583,6 +617,7 @@ impl HttpProxy {
     fn finish(
         &self,
         label: &str,
+        handles: Option<&crate::metrics::HttpHandles>,
         response: Response<Body>,
         started: Instant,
         method: &http::Method,
@@ -599,9 +634,13 @@ impl HttpProxy {
             Some(3 | 5 | 6 | 7 | 9 | 11 | 12 | 16) => 400,
             Some(_) => 503,
         };
-        self.outbound
-            .metrics()
-            .request(label, class_status, elapsed);
+        match handles {
+            Some(handles) => handles.request(class_status, elapsed),
+            None => self
+                .outbound
+                .metrics()
+                .request(label, class_status, elapsed),
+        }
         tracing::info!(
             target: "access",
             service = %label,

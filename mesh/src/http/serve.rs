@@ -26,7 +26,7 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Resolves the Service port a connection is for, at each request.
-pub type Resolver = Arc<dyn Fn() -> Result<ServiceTarget, ConnectError> + Send + Sync>;
+pub type Resolver = Arc<dyn Fn() -> Result<Arc<ServiceTarget>, ConnectError> + Send + Sync>;
 
 /// Serves `io` from `client` until either side closes it.
 pub async fn serve_connection<I>(
