@@ -363,6 +363,9 @@ impl ClosedRun {
 pub struct HttpReport {
     /// Scenario 1: direct, HAProxy, mesh.
     pub keepalive: Vec<WrkSeries>,
+    /// Scenario 1: CPU time per request of HAProxy and of the mesh node, in µs, one
+    /// value per round (user + system, all threads, from /proc).
+    pub cpu_per_request_us: [Vec<f64>; 2],
     /// Scenario 2.
     pub h2: H2Outcome,
     /// Scenario 3.
@@ -446,6 +449,15 @@ impl HttpReport {
             out,
             "\nmesh ÷ HAProxy req/s: **{mesh_haproxy:.2}**; HAProxy ÷ direct req/s: **{haproxy_direct:.2}**\n"
         );
+        if !self.cpu_per_request_us[0].is_empty() && !self.cpu_per_request_us[1].is_empty() {
+            let haproxy = harness::median(&self.cpu_per_request_us[0]);
+            let mesh = harness::median(&self.cpu_per_request_us[1]);
+            let _ = writeln!(
+                out,
+                "CPU per request (user + system, all threads, median of rounds): HAProxy {haproxy:.1} µs, mesh {mesh:.1} µs (**{:.2}×**)\n",
+                mesh / haproxy
+            );
+        }
 
         let _ = writeln!(
             out,
@@ -737,6 +749,7 @@ pub fn run(
     let mut haproxy_command = Command::new(&haproxy);
     haproxy_command.arg("-db").arg("-f").arg(&haproxy_config);
     processes.push(ChildProcess::spawn("HAProxy", haproxy_command, None)?);
+    let haproxy_pid = processes.last().map(ChildProcess::pid);
 
     // The manifests both nodes load.
     let identities = dir.join("identity");
@@ -960,11 +973,26 @@ pub fn run(
         wrk_once(target, Duration::from_secs(1))?;
     }
     let mut keepalive: Vec<WrkSeries> = targets.iter().map(|t| WrkSeries::new(&t.name)).collect();
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let node_a_pid = node_a.pid();
     for round in 0..config.rounds {
         for k in 0..targets.len() {
             let t = (k + round) % targets.len();
             check_all(&mut node_a, &mut node_b)?;
+            // The proxy's own CPU: HAProxy's process for target 1, node A's for 2.
+            let pid = match t {
+                1 => haproxy_pid,
+                2 => Some(node_a_pid),
+                _ => None,
+            };
+            let before = pid.and_then(process_cpu_seconds);
             let run = wrk_once(&targets[t], config.duration)?;
+            if let (Some(pid), Some(before)) = (pid, before)
+                && let Some(after) = process_cpu_seconds(pid)
+                && run.requests > 0
+            {
+                cpu[t - 1].push((after - before) * 1e6 / run.requests as f64);
+            }
             progress(&format!(
                 "1. round {}/{}: {:<40} {:>9.0} req/s  p99 {}",
                 round + 1,
@@ -1105,6 +1133,7 @@ pub fn run(
     drop(processes);
     Ok(HttpReport {
         keepalive,
+        cpu_per_request_us: cpu,
         h2,
         rate,
         slow: slow_series,
@@ -1607,4 +1636,17 @@ req/s           :    1400.00     1500.00     1466.00       30.00    70.00%
         assert!(cfg.contains("http-reuse always"));
         assert!(cfg.contains("server echo 127.0.0.1:2"));
     }
+}
+
+/// CPU time a process has used so far (user + system, all its threads), from
+/// `/proc/PID/stat` in clock ticks of 10 ms (Linux's USER_HZ).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
