@@ -1532,6 +1532,19 @@ async fn closed_loop_connection(
     Ok(run)
 }
 
+/// CPU time a process has used so far (user + system, all its threads), from
+/// `/proc/PID/stat` in clock ticks of 10 ms (Linux's USER_HZ).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1636,17 +1649,18 @@ req/s           :    1400.00     1500.00     1466.00       30.00    70.00%
         assert!(cfg.contains("http-reuse always"));
         assert!(cfg.contains("server echo 127.0.0.1:2"));
     }
-}
 
-/// CPU time a process has used so far (user + system, all its threads), from
-/// `/proc/PID/stat` in clock ticks of 10 ms (Linux's USER_HZ).
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let pid = std::process::id();
+        let before = super::process_cpu_seconds(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = super::process_cpu_seconds(pid).unwrap();
+        assert!(after >= before, "{before} then {after}");
+        assert!(super::process_cpu_seconds(u32::MAX).is_none());
+    }
 }
