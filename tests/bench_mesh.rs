@@ -73,7 +73,7 @@ fn the_quick_http_benchmark_verifies_every_listener_and_measures_every_scenario(
         assert!(series.runs[0].requests > 0, "{}", series.target);
     }
     assert_eq!(report.keepalive.len(), 3);
-    assert_eq!(report.cross.len(), 2);
+    assert_eq!(report.cross.len(), 3);
     match &report.h2 {
         H2Outcome::Measured { series, .. } => {
             assert_eq!(series.len(), 2);

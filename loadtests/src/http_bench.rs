@@ -784,6 +784,12 @@ pub fn run(
             slow_addrs.iter().map(|&a| (a, NODE_A)).collect(),
         ),
         ("echo-remote", "http", "http", vec![(remote_addr, NODE_B)]),
+        (
+            "echo-remote-per-request",
+            "http",
+            "http",
+            vec![(remote_addr, NODE_B)],
+        ),
     ];
     for (i, (name, app_protocol, port_name, endpoints)) in services.iter().enumerate() {
         let octet = u8::try_from(10 + i).unwrap_or(250);
@@ -826,6 +832,14 @@ pub fn run(
         "slow-ewma",
         "slow-ewma",
         json!({"loadBalancer": {"algorithm": "PeakEwma"}}),
+    ));
+    // The same remote endpoint with one tunnel stream per request instead of pooled
+    // streams: the alternative design, measured against the chosen one.
+    objects.push(traffic_policy_object(
+        NAMESPACE,
+        "echo-remote-per-request",
+        "echo-remote-per-request",
+        json!({"connectionPool": {"maxRequestsPerConnection": 1}}),
     ));
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests)
@@ -929,6 +943,11 @@ pub fn run(
         Endpoint {
             name: "cross-node (A → tunnel → B)".into(),
             addr: listener("echo-remote")?,
+            pod_prefix: REMOTE_POD.into(),
+        },
+        Endpoint {
+            name: "cross-node, a tunnel stream per request".into(),
+            addr: listener("echo-remote-per-request")?,
             pod_prefix: REMOTE_POD.into(),
         },
     ];
