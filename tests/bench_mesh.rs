@@ -67,7 +67,7 @@ fn the_quick_http_benchmark_verifies_every_listener_and_measures_every_scenario(
     let mut lines = Vec::new();
     let report = http_bench::run(&config, &mut |l: &str| lines.push(l.to_string()))
         .unwrap_or_else(|e| panic!("the benchmark failed: {e}\n{}", lines.join("\n")));
-    assert_eq!(report.verified.len(), 9, "{:?}", report.verified);
+    assert_eq!(report.verified.len(), 10, "{:?}", report.verified);
     for series in report.keepalive.iter().chain(&report.cross) {
         assert_eq!(series.runs.len(), 1, "{}", series.target);
         assert!(series.runs[0].requests > 0, "{}", series.target);
