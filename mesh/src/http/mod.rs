@@ -17,5 +17,6 @@ pub mod pool;
 pub mod prefixed;
 pub mod protocol;
 pub mod proxy;
+pub mod replay;
 pub mod retry;
 pub mod serve;

@@ -10,9 +10,9 @@
 //! the tries allowed, the retry budget or the request timeout run out. Every try's
 //! outcome feeds the balancer's latency estimate and outlier ejection.
 //!
-//! A request body is replayed only when it is small and complete when the request
-//! arrives (no body, or a `content-length` of at most [`MAX_REPLAY`]); a streamed body
-//! is sent once, so only failures before it was sent (a failed connect) are retried.
+//! A request body is sent again only when it was small and went out whole (see
+//! [`super::replay`]); a larger or unfinished one goes once, so only failures before it
+//! was sent (a failed connect) are retried for it.
 //!
 //! It reads the store and dials through `Outbound`; it never chooses an endpoint
 //! `Outbound` did not offer.
@@ -22,10 +22,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as HttpBody, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use causeway_policies::ServicePolicy;
 
@@ -33,15 +32,13 @@ use super::body::{Held, Tracked};
 use super::headers::{self, ForwardedHeader, SOURCE_HEADER};
 use super::pool::{Body, CheckoutError, Pool, PoolKey, SendError, Wire};
 use super::protocol::PortProtocol;
+use super::replay::Pending;
 use super::retry::{self, RetryBudget, TryOutcome};
 use crate::outbound::{ConnectError, Outbound, Route};
 use crate::resolve::ServiceTarget;
 
 /// The longest a request waits for a response head when no timeout bounds it.
 pub const MAX_HEAD_WAIT: Duration = Duration::from_secs(3600);
-
-/// The largest request body kept so a request can be tried again.
-pub const MAX_REPLAY: u64 = 64 * 1024;
 
 /// The source side of per-request proxying, one per node.
 #[derive(Debug)]
@@ -189,50 +186,31 @@ impl HttpProxy {
             let path = parts_path.clone();
             return self.finish(&route.label, None, response, started, &method, &path);
         }
-        let replay = replayable(&plan, &body).then_some(());
-        let mut body = match replay {
-            Some(()) => {
-                let deadline = plan.timeouts.request.unwrap_or(Duration::from_secs(30));
-                match tokio::time::timeout(deadline, body.collect()).await {
-                    Ok(Ok(collected)) => Pending::Replay(collected.to_bytes()),
-                    Ok(Err(error)) => {
-                        let response = headers::answer(
-                            StatusCode::BAD_REQUEST,
-                            &format!("{}: reading the request body: {error}", route.label),
-                            grpc,
-                            None,
-                        );
-                        return self.finish(
-                            &route.label,
-                            None,
-                            response,
-                            started,
-                            &method,
-                            &parts_path,
-                        );
-                    }
-                    Err(_) => {
-                        let response = headers::answer(
-                            StatusCode::REQUEST_TIMEOUT,
-                            &format!(
-                                "{}: the request body did not arrive within {deadline:?}",
-                                route.label
-                            ),
-                            grpc,
-                            None,
-                        );
-                        return self.finish(
-                            &route.label,
-                            None,
-                            response,
-                            started,
-                            &method,
-                            &parts_path,
-                        );
-                    }
-                }
+        let keep = may_replay(&plan, &method, grpc);
+        let deadline = plan.timeouts.request.unwrap_or(Duration::from_secs(30));
+        let mut body = match tokio::time::timeout(deadline, Pending::new(body, keep)).await {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(error)) => {
+                let response = headers::answer(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{}: reading the request body: {error}", route.label),
+                    grpc,
+                    None,
+                );
+                return self.finish(&route.label, None, response, started, &method, &parts_path);
             }
-            None => Pending::Stream(Some(body)),
+            Err(_) => {
+                let response = headers::answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "{}: the request body did not arrive within {deadline:?}",
+                        route.label
+                    ),
+                    grpc,
+                    None,
+                );
+                return self.finish(&route.label, None, response, started, &method, &parts_path);
+            }
         };
         let port = self.port(&route);
         port.budget.deposit(Instant::now());
@@ -417,10 +395,12 @@ impl HttpProxy {
                     )
                 }
             };
+            // Cheapest first: the wait for the body and the budget only when a retry is
+            // otherwise due.
             let again = tries < plan.retries.attempts
-                && body.can_replay(&outcome)
                 && retry::retryable(&plan.retries, &method, grpc, &outcome)
                 && deadline.is_none_or(|d| Instant::now() < d)
+                && body.resend().ready().await
                 && port.budget.withdraw(Instant::now());
             if !again {
                 last = Some(response);
@@ -744,44 +724,12 @@ pub(crate) async fn forward_upgrade(
 /// small; the mesh's L4 buffer is for bulk transfer).
 const UPGRADED_BUFFER: usize = 16 * 1024;
 
-/// The request body of the tries: kept whole for replay, or streamed once.
-enum Pending {
-    Replay(Bytes),
-    Stream(Option<Incoming>),
-}
-
-impl Pending {
-    fn take(&mut self) -> Option<Body> {
-        match self {
-            Pending::Replay(bytes) => Some(
-                Full::new(bytes.clone())
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            ),
-            Pending::Stream(body) => body.take().map(|b| b.map_err(Into::into).boxed_unsync()),
-        }
-    }
-
-    /// Whether another try can send the body again after `outcome`.
-    fn can_replay(&self, outcome: &TryOutcome) -> bool {
-        match self {
-            Pending::Replay(_) => true,
-            // Nothing was sent when connecting failed: the body is still here.
-            Pending::Stream(body) => {
-                body.is_some() && matches!(outcome, TryOutcome::ConnectFailure)
-            }
-        }
-    }
-}
-
-/// Whether the request's body is small and complete, so it can be replayed.
-fn replayable(plan: &ServicePolicy, body: &Incoming) -> bool {
+/// Whether keeping the body for another try can be worth it: retries are on, and a
+/// response could lead to one — an idempotent method, a gRPC call, or a plan that
+/// retries the others too. (A failed connect needs no copy: nothing was sent.)
+fn may_replay(plan: &ServicePolicy, method: &http::Method, grpc: bool) -> bool {
     plan.retries.attempts > 0
-        && (body.is_end_stream()
-            || body
-                .size_hint()
-                .exact()
-                .is_some_and(|len| len <= MAX_REPLAY))
+        && (grpc || plan.retries.non_idempotent || retry::is_idempotent(method))
 }
 
 /// Tells the destination mesh who the client is (a request to another node only: an

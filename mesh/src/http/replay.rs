@@ -1,0 +1,265 @@
+//! Keeping a request body so a request can be tried again. A body that is small and
+//! complete when the request arrives (none, or a `content-length` of at most
+//! [`MAX_REPLAY`]) is read whole first. Any other body is forwarded as it arrives, with
+//! no wait, and a copy of what passes is kept while it stays within [`MAX_REPLAY`]
+//! ([`Capture`]). When a try fails, the next one sends the copy — and, if the failed
+//! try stopped reading before the client's body ended (an endpoint that answered
+//! without reading it), the rest of the client's body after it. A unary gRPC call
+//! (one message, no `content-length`) is the case this is for. A body that passed the
+//! limit goes once.
+//!
+//! It reads the client's body; it sends nothing.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+
+use super::pool::{Body, BoxError};
+
+/// The largest request body kept so a request can be tried again.
+pub const MAX_REPLAY: u64 = 64 * 1024;
+
+/// How long a retry waits for the failed try to let go of the client's body.
+pub const RELEASE_WAIT: Duration = Duration::from_millis(50);
+
+/// A request body, as the tries send it.
+#[derive(Debug)]
+pub enum Pending {
+    /// Read whole: sent as often as needed.
+    Whole(Bytes),
+    /// Forwarded as it arrives, with a copy kept while it is small.
+    Streaming {
+        /// The body, until the first try takes it.
+        body: Option<Body>,
+        /// What went out so far, and the rest when a try let go of it.
+        capture: Arc<Shared>,
+    },
+}
+
+/// The copy of a streamed body and what is left of it.
+#[derive(Debug, Default)]
+pub struct Capture {
+    data: BytesMut,
+    ended: bool,
+    given_up: bool,
+    rest: Option<Incoming>,
+    /// A try is reading the body now.
+    taken: bool,
+}
+
+/// A [`Capture`] and a signal when a try lets go of it.
+#[derive(Debug, Default)]
+pub struct Shared {
+    state: Mutex<Capture>,
+    released: Notify,
+}
+
+impl Pending {
+    /// `body` as the tries will send it; `keep` says whether a copy could be of use.
+    pub async fn new(body: Incoming, keep: bool) -> Result<Self, hyper::Error> {
+        if body.is_end_stream() {
+            return Ok(Pending::Whole(Bytes::new()));
+        }
+        if keep
+            && body
+                .size_hint()
+                .exact()
+                .is_some_and(|len| len <= MAX_REPLAY)
+        {
+            return Ok(Pending::Whole(body.collect().await?.to_bytes()));
+        }
+        let capture = Arc::new(Shared {
+            state: Mutex::new(Capture {
+                given_up: !keep,
+                taken: true,
+                ..Capture::default()
+            }),
+            released: Notify::new(),
+        });
+        let body = Teed {
+            prefix: None,
+            inner: Some(body),
+            capture: Arc::clone(&capture),
+        }
+        .boxed_unsync();
+        Ok(Pending::Streaming {
+            body: Some(body),
+            capture,
+        })
+    }
+
+    /// The body for the next try: the client's body the first time; then the copy,
+    /// followed by the rest of the client's body if a try let go of it early.
+    pub fn take(&mut self) -> Option<Body> {
+        let bytes = match self {
+            Pending::Whole(bytes) => bytes.clone(),
+            Pending::Streaming { body, capture } => {
+                if let Some(body) = body.take() {
+                    return Some(body);
+                }
+                let mut state = capture.state.lock().ok()?;
+                if state.given_up || state.taken {
+                    return None;
+                }
+                let prefix = Bytes::copy_from_slice(&state.data);
+                if state.ended {
+                    prefix
+                } else {
+                    let rest = state.rest.take()?;
+                    state.taken = true;
+                    return Some(
+                        Teed {
+                            prefix: Some(prefix),
+                            inner: Some(rest),
+                            capture: Arc::clone(capture),
+                        }
+                        .boxed_unsync(),
+                    );
+                }
+            }
+        };
+        Some(
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+    }
+
+    /// Whether another try can send the body again (see [`Resend::ready`]).
+    pub fn resend(&self) -> Resend {
+        match self {
+            Pending::Whole(_) => Resend(None),
+            // No try took it yet (a failed connect sends nothing).
+            Pending::Streaming { body: Some(_), .. } => Resend(None),
+            Pending::Streaming { capture, .. } => Resend(Some(Arc::clone(capture))),
+        }
+    }
+}
+
+/// The answer of [`Pending::resend`].
+#[derive(Debug)]
+pub struct Resend(Option<Arc<Shared>>);
+
+impl Resend {
+    /// Yes for a whole body or one no try took; for a streamed one, when its copy is
+    /// complete or can be resumed — waiting up to [`RELEASE_WAIT`] for the failed try
+    /// to let go of it.
+    pub async fn ready(self) -> bool {
+        let Some(capture) = self.0 else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let released = capture.released.notified();
+            {
+                let Ok(state) = capture.state.lock() else {
+                    return false;
+                };
+                if state.given_up {
+                    return false;
+                }
+                if state.ended || (!state.taken && state.rest.is_some()) {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// A body that keeps a copy of what passes while it is small, and hands the client's
+/// body back when dropped before its end.
+#[derive(Debug)]
+struct Teed {
+    /// Bytes already copied, sent first (a resumed body).
+    prefix: Option<Bytes>,
+    inner: Option<Incoming>,
+    capture: Arc<Shared>,
+}
+
+impl HttpBody for Teed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take()
+            && !prefix.is_empty()
+        {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        let ended = inner.is_end_stream();
+        if let Ok(mut capture) = self.capture.state.lock() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if !capture.given_up {
+                        match frame.data_ref() {
+                            Some(data)
+                                if (capture.data.len() + data.len()) as u64 <= MAX_REPLAY =>
+                            {
+                                capture.data.extend_from_slice(data);
+                            }
+                            // Too large, or trailers (which a copy cannot carry).
+                            _ => {
+                                capture.given_up = true;
+                                capture.data = BytesMut::new();
+                            }
+                        }
+                    }
+                    capture.ended |= ended;
+                }
+                Poll::Ready(None) => capture.ended = true,
+                Poll::Ready(Some(Err(_))) => capture.given_up = true,
+                Poll::Pending => {}
+            }
+        }
+        polled.map(|frame| frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.as_ref().is_none_or(Bytes::is_empty)
+            && self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let mut hint = SizeHint::new();
+        match &self.inner {
+            Some(inner) => {
+                let rest = inner.size_hint();
+                hint.set_lower(rest.lower().saturating_add(prefix));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(prefix));
+                }
+            }
+            None => hint.set_exact(prefix),
+        }
+        hint
+    }
+}
+
+impl Drop for Teed {
+    fn drop(&mut self) {
+        if let Ok(mut capture) = self.capture.state.lock() {
+            capture.taken = false;
+            if !capture.ended && !capture.given_up {
+                capture.rest = self.inner.take();
+            }
+        }
+        self.capture.released.notify_waiters();
+    }
+}
