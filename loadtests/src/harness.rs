@@ -594,6 +594,11 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The median of one measure of `runs` (see [`median`]).
+pub fn median_of<T>(runs: &[T], measure: impl Fn(&T) -> f64) -> f64 {
+    median(&runs.iter().map(measure).collect::<Vec<_>>())
+}
+
 /// The median of `values` (the mean of the middle two for an even count); 0 if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();

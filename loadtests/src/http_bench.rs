@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::echo::Answer;
 use crate::harness::{
-    self, BenchError, ChildProcess, ScratchDir, find_tool, free_tcp_port, io_error, median,
+    self, BenchError, ChildProcess, ScratchDir, find_tool, free_tcp_port, io_error, median_of,
     named_endpoint_slice_object, node_object, render_documents, run_bounded, service_object,
     traffic_policy_object,
 };
@@ -174,23 +174,17 @@ impl WrkSeries {
 
     /// Median requests per second.
     pub fn rps(&self) -> f64 {
-        median(
-            &self
-                .runs
-                .iter()
-                .map(|r| r.requests_per_sec)
-                .collect::<Vec<_>>(),
-        )
+        median_of(&self.runs, |r| r.requests_per_sec)
     }
 
     /// Median p50, microseconds.
     pub fn p50_us(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.p50_us).collect::<Vec<_>>())
+        median_of(&self.runs, |r| r.p50_us)
     }
 
     /// Median p99, microseconds.
     pub fn p99_us(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.p99_us).collect::<Vec<_>>())
+        median_of(&self.runs, |r| r.p99_us)
     }
 }
 
@@ -225,18 +219,12 @@ pub struct H2Series {
 impl H2Series {
     /// Median requests per second.
     pub fn rps(&self) -> f64 {
-        median(
-            &self
-                .runs
-                .iter()
-                .map(|r| r.requests_per_sec)
-                .collect::<Vec<_>>(),
-        )
+        median_of(&self.runs, |r| r.requests_per_sec)
     }
 
     /// Median of the mean request times, microseconds.
     pub fn mean_us(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.mean_us).collect::<Vec<_>>())
+        median_of(&self.runs, |r| r.mean_us)
     }
 }
 

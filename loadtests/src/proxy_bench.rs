@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::echo::Answer;
 use crate::harness::{
     self, BenchError, ChildProcess, ScratchDir, endpoint_slice_object, find_tool, free_tcp_port,
-    io_error, median, node_object, render_documents, run_bounded, tcp_service_object,
+    io_error, median_of, node_object, render_documents, run_bounded, tcp_service_object,
 };
 
 /// The echo pod's name: a target that answers with it reached the benchmark's echo.
@@ -167,23 +167,17 @@ pub struct Series {
 impl Series {
     /// Median requests per second.
     pub fn rps(&self) -> f64 {
-        median(
-            &self
-                .runs
-                .iter()
-                .map(|r| r.requests_per_sec)
-                .collect::<Vec<_>>(),
-        )
+        median_of(&self.runs, |r| r.requests_per_sec)
     }
 
     /// Median p50, microseconds.
     pub fn p50_us(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.p50_us).collect::<Vec<_>>())
+        median_of(&self.runs, |r| r.p50_us)
     }
 
     /// Median p99, microseconds.
     pub fn p99_us(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.p99_us).collect::<Vec<_>>())
+        median_of(&self.runs, |r| r.p99_us)
     }
 
     /// Socket errors over all runs.
