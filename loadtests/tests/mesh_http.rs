@@ -492,7 +492,8 @@ async fn header_and_cookie_stickiness_survive_the_removal_of_another_endpoint() 
             mesh.pod(10 + service, 3, "n3", Behaviour::default()).await,
         ];
         let mut client = self::client(&mesh, "n1", &cookie_name, proto).await;
-        for _ in 0..4 {
+        let mut sessions = Vec::new();
+        for _ in 0..8 {
             let first = call(&mut client, proto, &cookie_name, "/", &[]).await;
             assert!(ok(&first), "{proto:?}: {first:?}");
             let set = first.headers[http::header::SET_COOKIE]
@@ -512,6 +513,28 @@ async fn header_and_cookie_stickiness_survive_the_removal_of_another_endpoint() 
                 .await;
                 assert_eq!(again.pod, first.pod, "{proto:?}: {cookie} moved");
                 assert!(again.headers.get(http::header::SET_COOKIE).is_none());
+            }
+            sessions.push((cookie, first.pod.unwrap()));
+        }
+        // p2 leaves: the sessions on p0 and p3 stay where they are.
+        mesh.apply(
+            10 + service,
+            &cookie_name,
+            proto,
+            &[(0, "n1"), (3, "n3")],
+            "  loadBalancer: {algorithm: ConsistentHash, consistentHash: {cookie: {name: session, ttl: 1h}}}\n  locality: {prefer: Any}",
+        )
+        .await;
+        let mut client = self::client(&mesh, "n1", &cookie_name, proto).await;
+        for (cookie, pod) in &sessions {
+            let reply = call(&mut client, proto, &cookie_name, "/", &[("cookie", cookie)]).await;
+            assert!(ok(&reply), "{proto:?}: {reply:?}");
+            if pod != "p2" {
+                assert_eq!(
+                    reply.pod.as_ref(),
+                    Some(pod),
+                    "{proto:?}: {cookie} moved off {pod}"
+                );
             }
         }
     }
