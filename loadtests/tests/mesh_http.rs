@@ -692,7 +692,7 @@ async fn a_failing_endpoint_is_ejected_then_readmitted() {
             &name,
             proto,
             &[(0, "n1"), (1, "n1"), (2, "n3")],
-            "  loadBalancer: {algorithm: RoundRobin}\n  locality: {prefer: Any}\n  retries: {attempts: 0}\n  outlierDetection: {consecutiveErrors: 2, baseEjectionTime: 2s, maxEjectionPercent: 50}",
+            "  loadBalancer: {algorithm: RoundRobin}\n  locality: {prefer: Any}\n  retries: {attempts: 0}\n  outlierDetection: {consecutiveErrors: 2, baseEjectionTime: 3s, maxEjectionPercent: 50}",
         )
         .await;
         let mut client = client(&mesh, "n1", &name, proto).await;
@@ -719,7 +719,7 @@ async fn a_failing_endpoint_is_ejected_then_readmitted() {
         // The pod recovers; after its ejection time it is picked again.
         drop(bad);
         let healed = mesh.pod(service, 0, "n1", Behaviour::default()).await;
-        tokio::time::sleep(Duration::from_millis(2300)).await;
+        tokio::time::sleep(Duration::from_millis(3300)).await;
         for n in 0..9 {
             let reply = call(&mut client, proto, &name, "/", &[]).await;
             assert!(
@@ -1015,7 +1015,9 @@ async fn a_port_that_names_no_protocol_is_sniffed() {
 async fn a_full_pending_queue_sheds_with_503_and_oversized_heads_are_refused() {
     let mesh = mesh("shed", 10).await;
     let slow = Behaviour {
-        delay: Duration::from_millis(600),
+        // Long enough that all four requests arrive while the first is in flight,
+        // however slow the machine.
+        delay: Duration::from_millis(1500),
         ..Behaviour::default()
     };
     let _pod = mesh.pod(1, 0, "n1", slow).await;
