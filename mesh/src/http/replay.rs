@@ -104,12 +104,16 @@ impl Pending {
                     return Some(body);
                 }
                 let mut state = capture.state.lock().ok()?;
-                if state.given_up || state.taken {
+                if state.given_up {
                     return None;
                 }
                 let prefix = Bytes::copy_from_slice(&state.data);
                 if state.ended {
+                    // All of it went out and was copied: the copy will do, whoever still
+                    // holds the client's (finished) body.
                     prefix
+                } else if state.taken {
+                    return None;
                 } else {
                     let rest = state.rest.take()?;
                     state.taken = true;
