@@ -401,33 +401,7 @@ impl Pool {
         let pool = self.endpoint(key);
         pool.touch();
         let limits = &plan.connection_pool;
-        let permit = match pool.permits(limits.max_connections) {
-            None => None,
-            Some(permits) => match Arc::clone(&permits).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    // Counted while waiting, and uncounted however the wait ends — a
-                    // timeout or a client that went away drops this future mid-wait.
-                    let waiting = Waiting::enter(&pool.waiting);
-                    let pending = waiting.count;
-                    let waited = if pending > limits.max_pending_requests {
-                        None
-                    } else {
-                        permits.acquire_owned().await.ok()
-                    };
-                    drop(waiting);
-                    match waited {
-                        Some(permit) => Some(permit),
-                        None => {
-                            return Err(CheckoutError::Shed {
-                                endpoint: key.endpoint,
-                                pending: pending.saturating_sub(1),
-                            });
-                        }
-                    }
-                }
-            },
-        };
+        let permit = Self::admit(&pool, key, plan).await?;
         let sender = match key.wire {
             Wire::Http2 => Sender::Http2(self.shared_http2(&pool, outbound, plan).await?),
             Wire::Http1 => match pool.take_idle() {
@@ -451,14 +425,49 @@ impl Pool {
         })
     }
 
+    /// A place among the requests in flight to the endpoint when the plan caps them
+    /// (`maxConnections`), waiting as one of at most `maxPendingRequests`; `None` when
+    /// there is no cap.
+    async fn admit(
+        pool: &EndpointPool,
+        key: &PoolKey,
+        plan: &ServicePolicy,
+    ) -> Result<Option<OwnedSemaphorePermit>, CheckoutError> {
+        let limits = &plan.connection_pool;
+        let Some(permits) = pool.permits(limits.max_connections) else {
+            return Ok(None);
+        };
+        if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        // Counted while waiting, and uncounted however the wait ends — a timeout or a
+        // client that went away drops this future mid-wait.
+        let waiting = Waiting::enter(&pool.waiting);
+        let pending = waiting.count;
+        let waited = if pending > limits.max_pending_requests {
+            None
+        } else {
+            permits.acquire_owned().await.ok()
+        };
+        drop(waiting);
+        waited.map(Some).ok_or(CheckoutError::Shed {
+            endpoint: key.endpoint,
+            pending: pending.saturating_sub(1),
+        })
+    }
+
     /// A connection of its own for a request that upgrades (WebSocket and the like):
-    /// it leaves HTTP after the response, so it is never pooled.
+    /// it leaves HTTP after the response, so it is never pooled. It counts against
+    /// `maxConnections` for as long as the caller holds the permit returned with it.
     pub async fn dedicated(
         &self,
         key: &PoolKey,
         outbound: &Outbound,
         plan: &ServicePolicy,
-    ) -> Result<http1::SendRequest<Body>, CheckoutError> {
+    ) -> Result<(http1::SendRequest<Body>, Option<OwnedSemaphorePermit>), CheckoutError> {
+        let pool = self.endpoint(key);
+        pool.touch();
+        let permit = Self::admit(&pool, key, plan).await?;
         let io = self.dial(key, outbound, plan).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -472,7 +481,7 @@ impl Pool {
                 tracing::debug!(%error, "upgraded upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok((sender, permit))
     }
 
     async fn dial(

@@ -647,8 +647,8 @@ pub(crate) async fn forward_upgrade(
     tasks: &crate::tasks::NodeTasks,
     pick: Option<crate::balance::Pick>,
 ) -> Response<Body> {
-    let mut sender = match pool.dedicated(key, outbound, plan).await {
-        Ok(sender) => sender,
+    let (mut sender, permit) = match pool.dedicated(key, outbound, plan).await {
+        Ok(dedicated) => dedicated,
         Err(error) => {
             return headers::answer(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -695,7 +695,9 @@ pub(crate) async fn forward_upgrade(
     let idle = plan.timeouts.idle;
     let metrics = Arc::clone(outbound.metrics());
     tasks.spawn(async move {
+        // In flight, and counted against maxConnections, until the bytes stop.
         let _pick = pick;
+        let _permit = permit;
         match (client_upgrade.await, upstream_upgrade.await) {
             (Ok(client), Ok(upstream)) => {
                 let mut client = hyper_util::rt::TokioIo::new(client);
