@@ -23,17 +23,18 @@ struct Set {
 }
 
 impl NodeTasks {
-    /// Spawns `task` as one of the node's; reaps the ones that finished.
-    pub fn spawn<F>(&self, task: F)
+    /// Spawns `task` as one of the node's; reaps the ones that finished. Returns a
+    /// handle that aborts it, or `None` when the node stopped and nothing was started.
+    pub fn spawn<F>(&self, task: F) -> Option<tokio::task::AbortHandle>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let Ok(mut set) = self.set.lock() else {
             // Poisoned: a task panicked while spawning; nothing more is started.
-            return;
+            return None;
         };
         if set.closed {
-            return;
+            return None;
         }
         while let Some(done) = set.tasks.try_join_next() {
             if let Err(error) = done
@@ -42,7 +43,7 @@ impl NodeTasks {
                 tracing::error!(%error, "a task of the node panicked");
             }
         }
-        set.tasks.spawn(task);
+        Some(set.tasks.spawn(task))
     }
 
     /// How many are running.

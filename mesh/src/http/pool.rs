@@ -92,10 +92,26 @@ pub enum CheckoutError {
     },
 }
 
+/// An HTTP/1.1 connection: its sender, and the task that drives it (aborting it closes
+/// the connection, whatever it was doing).
+#[derive(Debug)]
+struct Http1Conn {
+    sender: http1::SendRequest<Body>,
+    driver: Option<tokio::task::AbortHandle>,
+    uses: u32,
+}
+
+impl Http1Conn {
+    fn close(&self) {
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<Body>,
-    uses: u32,
+    conn: Http1Conn,
     since: Instant,
 }
 
@@ -156,28 +172,29 @@ impl EndpointPool {
     fn take_idle(&self) -> Option<Idle> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
-        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY);
-        let ready = idle.iter().rposition(|c| c.sender.is_ready())?;
+        idle.retain(|c| !c.conn.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY);
+        let ready = idle.iter().rposition(|c| c.conn.sender.is_ready())?;
         Some(idle.swap_remove(ready))
     }
 
     /// Drops idle connections that expired or closed.
     fn sweep(&self, now: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY);
+            idle.retain(|c| {
+                !c.conn.sender.is_closed() && now.duration_since(c.since) < IDLE_EXPIRY
+            });
         }
     }
 
-    fn put_idle(&self, sender: http1::SendRequest<Body>, uses: u32) {
-        if sender.is_closed() {
+    fn put_idle(&self, conn: Http1Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE_PER_ENDPOINT
         {
             idle.push(Idle {
-                sender,
-                uses,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -227,11 +244,7 @@ pub struct Pool {
 
 #[derive(Debug)]
 enum Sender {
-    Http1 {
-        sender: http1::SendRequest<Body>,
-        uses: u32,
-        reused: bool,
-    },
+    Http1 { conn: Http1Conn, reused: bool },
     Http2(http2::SendRequest<Body>),
 }
 
@@ -245,19 +258,48 @@ pub struct Lease {
 }
 
 /// Hands an HTTP/1.1 connection back when its response has been read to the end (see
-/// [`Release::release`]); dropped unreleased, the connection is closed.
+/// [`Release::release`]); dropped unreleased, the connection is closed (its driver
+/// aborted, so an upload still going on stops too).
 #[derive(Debug)]
 pub struct Release {
-    returned: Option<(http1::SendRequest<Body>, u32)>,
+    returned: Option<Http1Conn>,
     pool: Arc<EndpointPool>,
-    _permit: Option<OwnedSemaphorePermit>,
+    tasks: NodeTasks,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
+/// How long a connection whose response ended may take to finish sending its request
+/// (an endpoint that answered before reading the whole body) before it is closed.
+const FINISH_UPLOAD: Duration = Duration::from_secs(1);
+
 impl Release {
-    /// The response was read whole: the connection may serve the next request.
+    /// The response was read whole: the connection serves the next request once it is
+    /// ready — at once, or when its request body is sent, within [`FINISH_UPLOAD`]; it
+    /// stays counted against `maxConnections` until then.
     pub fn release(mut self) {
-        if let Some((sender, uses)) = self.returned.take() {
-            self.pool.put_idle(sender, uses);
+        let Some(mut conn) = self.returned.take() else {
+            return;
+        };
+        if conn.sender.is_ready() {
+            self.pool.put_idle(conn);
+            return;
+        }
+        let pool = Arc::clone(&self.pool);
+        let permit = self.permit.take();
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(FINISH_UPLOAD, conn.sender.ready()).await {
+                Ok(Ok(())) => pool.put_idle(conn),
+                _ => conn.close(),
+            }
+        });
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(conn) = self.returned.take() {
+            conn.close();
         }
     }
 }
@@ -280,13 +322,13 @@ impl SendError {
         let error = match self {
             SendError::NotSent(e) | SendError::Failed(e) => e,
         };
-        // A stream the endpoint refused, or one above the last stream id of a graceful
-        // GOAWAY (a draining endpoint): either way it processed nothing.
+        // Only REFUSED_STREAM says the endpoint processed nothing. After a GOAWAY every
+        // stream fails alike, including those at or below its last stream id, which the
+        // endpoint may have handled: those are not safe to send again.
         std::error::Error::source(error)
             .and_then(|s| s.downcast_ref::<h2::Error>())
-            .is_some_and(|e| {
-                e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote())
-            })
+            .and_then(h2::Error::reason)
+            == Some(h2::Reason::REFUSED_STREAM)
     }
 }
 
@@ -316,13 +358,18 @@ impl Lease {
                     Some(Release {
                         returned: None,
                         pool: endpoint_pool,
-                        _permit: permit,
+                        tasks: pool.tasks.clone(),
+                        permit,
                     }),
                 )),
                 Err(mut error) => {
                     if error.take_message().is_some() {
                         // Retired between checkout and send: the next checkout dials anew.
-                        if let Ok(mut shared) = endpoint_pool.shared.lock() {
+                        // Forgotten only if it is still the closed one, not a newer
+                        // connection another request just made.
+                        if let Ok(mut shared) = endpoint_pool.shared.lock()
+                            && shared.as_ref().is_some_and(http2::SendRequest::is_closed)
+                        {
                             *shared = None;
                         }
                         Err(SendError::NotSent(error.into_error()))
@@ -331,14 +378,10 @@ impl Lease {
                     }
                 }
             },
-            Sender::Http1 {
-                mut sender,
-                uses,
-                reused,
-            } => {
-                let result = sender.try_send_request(request).await;
-                let (response, sender, uses) = match result {
-                    Ok(response) => (response, sender, uses),
+            Sender::Http1 { mut conn, reused } => {
+                let result = conn.sender.try_send_request(request).await;
+                let (response, mut conn) = match result {
+                    Ok(response) => (response, conn),
                     Err(mut error) => match error.take_message() {
                         Some(request) if reused => {
                             tracing::debug!(endpoint = %endpoint_pool.key.endpoint, "a pooled connection had closed; sending on a new one");
@@ -347,21 +390,24 @@ impl Lease {
                                 .await
                                 .map_err(|_| SendError::NotSent(error.into_error()))?;
                             let response = fresh
+                                .sender
                                 .send_request(request)
                                 .await
                                 .map_err(SendError::Failed)?;
-                            (response, fresh, 0)
+                            (response, fresh)
                         }
                         Some(_) => return Err(SendError::NotSent(error.into_error())),
                         None => return Err(SendError::Failed(error.into_error())),
                     },
                 };
-                let uses = uses.saturating_add(1);
-                let keep = max_requests.is_none_or(|max| uses < max);
+                conn.uses = conn.uses.saturating_add(1);
+                let keep = max_requests.is_none_or(|max| conn.uses < max);
                 let release = Release {
-                    returned: keep.then_some((sender, uses)),
+                    // Retired after its last request: hyper closes it once that ends.
+                    returned: keep.then_some(conn),
                     pool: endpoint_pool,
-                    _permit: permit,
+                    tasks: pool.tasks.clone(),
+                    permit,
                 };
                 Ok((response, Some(release)))
             }
@@ -406,13 +452,11 @@ impl Pool {
             Wire::Http2 => Sender::Http2(self.shared_http2(&pool, outbound, plan).await?),
             Wire::Http1 => match pool.take_idle() {
                 Some(idle) => Sender::Http1 {
-                    sender: idle.sender,
-                    uses: idle.uses,
+                    conn: idle.conn,
                     reused: true,
                 },
                 None => Sender::Http1 {
-                    sender: self.dial_http1(&pool, outbound, plan).await?,
-                    uses: 0,
+                    conn: self.dial_http1(&pool, outbound, plan).await?,
                     reused: false,
                 },
             },
@@ -510,7 +554,7 @@ impl Pool {
         pool: &EndpointPool,
         outbound: &Outbound,
         plan: &ServicePolicy,
-    ) -> Result<http1::SendRequest<Body>, CheckoutError> {
+    ) -> Result<Http1Conn, CheckoutError> {
         let io = self.dial(&pool.key, outbound, plan).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -519,12 +563,16 @@ impl Pool {
                 endpoint: pool.key.endpoint,
                 reason: format!("HTTP/1.1 handshake: {error}"),
             })?;
-        self.tasks.spawn(async move {
+        let driver = self.tasks.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upstream HTTP/1.1 connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Http1Conn {
+            sender,
+            driver,
+            uses: 0,
+        })
     }
 
     /// The endpoint's HTTP/2 connection, dialled by the first request that needs it
@@ -573,9 +621,13 @@ impl Pool {
             .keep_alive_timeout(Duration::from_secs(10))
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|error| CheckoutError::Connect {
-                endpoint: pool.key.endpoint,
-                reason: format!("HTTP/2 handshake: {error}"),
+            .map_err(|error| {
+                let reason = format!("HTTP/2 handshake: {error}");
+                *dialling = Some((Instant::now(), reason.clone()));
+                CheckoutError::Connect {
+                    endpoint: pool.key.endpoint,
+                    reason,
+                }
             })?;
         self.tasks.spawn(async move {
             if let Err(error) = connection.await {
@@ -592,7 +644,9 @@ impl Pool {
     pub fn prune(&self) {
         let now = Instant::now();
         if let Ok(mut endpoints) = self.endpoints.lock() {
-            endpoints.retain(|_, pool| !pool.expired(now));
+            // A pool someone still holds (a lease, a release, an upgraded connection with
+            // its permit) stays, or its maxConnections count would start again at zero.
+            endpoints.retain(|_, pool| Arc::strong_count(pool) > 1 || !pool.expired(now));
             for pool in endpoints.values() {
                 pool.sweep(now);
             }

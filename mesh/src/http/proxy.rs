@@ -290,7 +290,12 @@ impl HttpProxy {
                         Some(b"reset") => TryOutcome::Reset,
                         Some(b"shed") => {
                             self.outbound.metrics().error(&route.label, "shed");
-                            last = Some(response.map(|b| b.map_err(Into::into).boxed_unsync()));
+                            // Read to its end, the stream goes back to the pool.
+                            let held = std::mem::take(&mut held);
+                            last = Some(response.map(|b| {
+                                Tracked::new(b.map_err(Into::into).boxed_unsync(), held)
+                                    .boxed_unsync()
+                            }));
                             break;
                         }
                         _ => TryOutcome::Response {
@@ -397,16 +402,28 @@ impl HttpProxy {
             };
             // Cheapest first: the wait for the body and the budget only when a retry is
             // otherwise due.
-            let again = tries < plan.retries.attempts
+            let due = tries < plan.retries.attempts
                 && retry::retryable(&plan.retries, &method, grpc, &outcome)
-                && deadline.is_none_or(|d| Instant::now() < d)
-                && body.resend().ready().await
-                && port.budget.withdraw(Instant::now());
-            if !again {
+                && deadline.is_none_or(|d| Instant::now() < d);
+            let again = if due && port.budget.withdraw(Instant::now()) {
+                // The failed try lets go of the client's body (if it still reads it),
+                // so the next can resume it; its answer is kept in case it cannot.
+                let resend = body.resend();
+                body.abandon_try();
+                if resend.ready().await {
+                    drop(response);
+                    true
+                } else {
+                    last = Some(response);
+                    false
+                }
+            } else {
                 last = Some(response);
+                false
+            };
+            if !again {
                 break;
             }
-            drop(response);
             tries += 1;
             self.outbound.metrics().retry(&route.label);
             excluded.push(chosen.endpoint);

@@ -11,6 +11,7 @@
 //! It reads the client's body; it sends nothing.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -51,13 +52,18 @@ pub struct Capture {
     rest: Option<Incoming>,
     /// A try is reading the body now.
     taken: bool,
+    /// A frame of the client's body was read (before it, giving up loses nothing).
+    read_any: bool,
 }
 
-/// A [`Capture`] and a signal when a try lets go of it.
+/// A [`Capture`], a signal when a try lets go of it, and which try may read it.
 #[derive(Debug, Default)]
 pub struct Shared {
     state: Mutex<Capture>,
     released: Notify,
+    /// Bumped when the request moves on to another try: an older try's body then
+    /// fails, so its connection lets go of the client's body at once.
+    generation: AtomicU64,
 }
 
 impl Pending {
@@ -81,11 +87,13 @@ impl Pending {
                 ..Capture::default()
             }),
             released: Notify::new(),
+            generation: AtomicU64::new(0),
         });
         let body = Teed {
             prefix: None,
             inner: Some(body),
             capture: Arc::clone(&capture),
+            generation: 0,
         }
         .boxed_unsync();
         Ok(Pending::Streaming {
@@ -104,24 +112,22 @@ impl Pending {
                     return Some(body);
                 }
                 let mut state = capture.state.lock().ok()?;
-                if state.given_up {
-                    return None;
-                }
-                let prefix = Bytes::copy_from_slice(&state.data);
-                if state.ended {
+                if state.ended && !state.given_up {
                     // All of it went out and was copied: the copy will do, whoever still
                     // holds the client's (finished) body.
-                    prefix
-                } else if state.taken {
+                    Bytes::copy_from_slice(&state.data)
+                } else if state.taken || (state.given_up && state.read_any) {
                     return None;
                 } else {
                     let rest = state.rest.take()?;
                     state.taken = true;
+                    let prefix = Bytes::copy_from_slice(&state.data);
                     return Some(
                         Teed {
                             prefix: Some(prefix),
                             inner: Some(rest),
                             capture: Arc::clone(capture),
+                            generation: capture.generation.load(Ordering::Acquire),
                         }
                         .boxed_unsync(),
                     );
@@ -133,6 +139,20 @@ impl Pending {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         )
+    }
+
+    /// The request moves on to another try: the try before lets go of the client's
+    /// body (its reads fail from now on, which closes its connection or resets its
+    /// stream), so the next can resume it.
+    pub fn abandon_try(&self) {
+        // A body no try took yet belongs to the next try as it is.
+        if let Pending::Streaming {
+            body: None,
+            capture,
+        } = self
+        {
+            capture.generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Whether another try can send the body again (see [`Resend::ready`]).
@@ -165,10 +185,13 @@ impl Resend {
                 let Ok(state) = capture.state.lock() else {
                     return false;
                 };
-                if state.given_up {
+                if state.ended && !state.given_up {
+                    return true;
+                }
+                if state.given_up && state.read_any {
                     return false;
                 }
-                if state.ended || (!state.taken && state.rest.is_some()) {
+                if !state.taken && state.rest.is_some() {
                     return true;
                 }
             }
@@ -187,6 +210,8 @@ struct Teed {
     prefix: Option<Bytes>,
     inner: Option<Incoming>,
     capture: Arc<Shared>,
+    /// The try this body belongs to (see [`Shared::generation`]).
+    generation: u64,
 }
 
 impl HttpBody for Teed {
@@ -197,6 +222,9 @@ impl HttpBody for Teed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.capture.generation.load(Ordering::Acquire) != self.generation {
+            return Poll::Ready(Some(Err("the request moved on to another try".into())));
+        }
         if let Some(prefix) = self.prefix.take()
             && !prefix.is_empty()
         {
@@ -210,6 +238,7 @@ impl HttpBody for Teed {
         if let Ok(mut capture) = self.capture.state.lock() {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
+                    capture.read_any = true;
                     if !capture.given_up {
                         match frame.data_ref() {
                             Some(data)
@@ -260,7 +289,9 @@ impl Drop for Teed {
     fn drop(&mut self) {
         if let Ok(mut capture) = self.capture.state.lock() {
             capture.taken = false;
-            if !capture.ended && !capture.given_up {
+            // Handed back when a later try can use it: the copy is whole so far, or
+            // nothing was read yet.
+            if !capture.ended && (!capture.given_up || !capture.read_any) {
                 capture.rest = self.inner.take();
             }
         }
