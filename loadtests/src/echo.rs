@@ -97,6 +97,10 @@ pub struct Answer {
     pub path: String,
     /// The request's Host header.
     pub host: String,
+    /// Every request header, lowercase name to value — only on `GET /headers`, so a
+    /// test can see what the mesh sent on (and what it kept to itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// What `POST /count` answers: the usual answer and how many body bytes arrived.
@@ -126,6 +130,18 @@ impl Answer {
                 .or_else(|| parts.uri.authority().map(|a| a.as_str()))
                 .unwrap_or_default()
                 .to_string(),
+            headers: (parts.uri.path() == "/headers").then(|| {
+                parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_string(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect()
+            }),
         }
     }
 

@@ -254,8 +254,6 @@ struct Reply {
     /// The pod that answered, when one did.
     pod: Option<String>,
     headers: HeaderMap,
-    /// Shown when an assertion fails.
-    #[allow(dead_code)]
     body: String,
 }
 
@@ -1116,5 +1114,64 @@ async fn an_invalid_policy_never_replaces_the_last_good_one() {
         429,
         "the last good policy is still in force"
     );
+    mesh.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_see_who_called_and_never_the_meshs_own_headers() {
+    let mesh = mesh("headers", 12).await;
+    let _pods = [
+        mesh.pod(1, 0, "n1", Behaviour::default()).await,
+        mesh.pod(1, 1, "n3", Behaviour::default()).await,
+    ];
+    mesh.apply(
+        1,
+        "hdr",
+        Proto::Http1,
+        &[(0, "n1"), (1, "n3")],
+        "  loadBalancer: {algorithm: RoundRobin}\n  locality: {prefer: Any}",
+    )
+    .await;
+    for proto in [Proto::Http1, Proto::H2c] {
+        let mut client = client(&mesh, "n1", "hdr", proto).await;
+        let mut pods = std::collections::BTreeSet::new();
+        for _ in 0..2 {
+            let mut sent = vec![
+                ("x-forwarded-for", "192.0.2.7"),
+                // A client pretending to be a mesh.
+                ("causeway-source", "10.9.9.9:1"),
+                ("causeway-error", "connect-failure"),
+            ];
+            if proto == Proto::Http1 {
+                sent.extend([
+                    ("connection", "keep-alive, x-hop"),
+                    ("x-hop", "for the proxy only"),
+                    ("keep-alive", "timeout=5"),
+                ]);
+            }
+            let reply = call(&mut client, proto, "hdr", "/headers", &sent).await;
+            assert!(ok(&reply), "{proto:?}: {reply:?}");
+            let answer: echo::Answer = serde_json::from_str(reply.body.trim()).unwrap();
+            let headers = answer.headers.unwrap();
+            // The caller (this test, on loopback) appended to what the client said.
+            assert_eq!(
+                headers.get("x-forwarded-for").map(String::as_str),
+                Some("192.0.2.7, 127.0.0.1"),
+                "{proto:?} at {}: {headers:?}",
+                answer.identity.pod
+            );
+            for private in ["causeway-source", "causeway-error", "x-hop", "keep-alive"] {
+                assert!(
+                    !headers.contains_key(private),
+                    "{proto:?}: {private} reached {}: {headers:?}",
+                    answer.identity.pod
+                );
+            }
+            assert_eq!(answer.host, "hdr.t", "{proto:?}");
+            pods.insert(answer.identity.pod);
+        }
+        // One answer from this node's pod, one from across the tunnel.
+        assert_eq!(pods.len(), 2, "{proto:?}: {pods:?}");
+    }
     mesh.finish().await;
 }
