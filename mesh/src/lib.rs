@@ -4,7 +4,8 @@
 //! One module per concern: [`resolve`] (names and ClusterIPs to Service ports),
 //! [`balance`] (choosing endpoints), [`outlier`] and [`ratelimit`] (policy enforcement),
 //! [`outbound`] (the source side), [`inbound`] (the destination side), [`splice`]
-//! (copying bytes), [`access`] (HTTP proxy, SOCKS5, per-Service listeners), [`dns`]
+//! (copying bytes), [`http`] (per-request HTTP/1.1, HTTP/2 and gRPC with the whole
+//! traffic policy), [`access`] (HTTP proxy, SOCKS5, per-Service listeners), [`dns`]
 //! (the embedded server), [`admin`] and [`metrics`], and [`node`], which wires them into
 //! one running node. Capture with nftables comes with the interception work.
 //!
