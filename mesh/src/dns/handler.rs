@@ -3,7 +3,7 @@
 //!
 //! Knows nothing of sockets (the server feeds it bytes) and never writes to the store:
 //! it reads the current snapshot once per question. Everything but forwarding is
-//! synchronous ([`DnsHandler::answer_now`]), so the server answers cluster names in its
+//! synchronous (`DnsHandler::answer_now`), so the server answers cluster names in its
 //! receive loop and spawns work only for questions that wait on an upstream; repeated
 //! cluster questions are answered from `answers`, the cache of encoded answers.
 

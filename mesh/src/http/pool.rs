@@ -274,7 +274,7 @@ const FINISH_UPLOAD: Duration = Duration::from_secs(1);
 
 impl Release {
     /// The response was read whole: the connection serves the next request once it is
-    /// ready — at once, or when its request body is sent, within [`FINISH_UPLOAD`]; it
+    /// ready — at once, or when its request body is sent, within a second; it
     /// stays counted against `maxConnections` until then.
     pub fn release(mut self) {
         let Some(mut conn) = self.returned.take() else {
