@@ -150,7 +150,7 @@ pub fn proxy(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     config.work_dir = args.work_dir.clone();
     let load_before = load_average();
     let report = proxy_bench::run(&config, &mut |line: &str| progress(line))?;
-    let mut text = format!(
+    let text = format!(
         "Same-node TCP request/response: wrk -t{} --latency, HTTP/1.1 keep-alive GET / to the echo app;\n{} round(s) of {} s per target and connection count, targets alternating.\nmachine: {} (load average {} before, {} after)\nHAProxy: {}  wrk: {}\n\n{}",
         config.wrk_threads,
         config.rounds,
@@ -162,9 +162,14 @@ pub fn proxy(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
         report.wrk_version,
         report.markdown()
     );
-    if args.runs {
+    print_report(text, args.runs.then(|| report.runs_text()))
+}
+
+/// Prints a benchmark's report, with every run after it when asked for.
+fn print_report(mut text: String, runs: Option<String>) -> anyhow::Result<ExitCode> {
+    if let Some(runs) = runs {
         text.push_str("\nEvery run:\n");
-        text.push_str(&report.runs_text());
+        text.push_str(&runs);
     }
     super::write_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -193,7 +198,7 @@ pub fn http(args: &HttpArgs) -> anyhow::Result<ExitCode> {
     config.work_dir = args.work_dir.clone();
     let load_before = load_average();
     let report = http_bench::run(&config, &mut |line: &str| progress(line))?;
-    let mut text = format!(
+    let text = format!(
         "Per-request HTTP (L7) through the mesh; everything on 127.0.0.1.\nmachine: {} (load average {} before, {} after)\nHAProxy: {}  wrk: {}\n\n{}",
         machine_summary(),
         load_before,
@@ -202,12 +207,7 @@ pub fn http(args: &HttpArgs) -> anyhow::Result<ExitCode> {
         report.wrk_version,
         report.markdown()
     );
-    if args.runs {
-        text.push_str("\nEvery run:\n");
-        text.push_str(&report.runs_text());
-    }
-    super::write_stdout(&text)?;
-    Ok(ExitCode::SUCCESS)
+    print_report(text, args.runs.then(|| report.runs_text()))
 }
 
 /// Runs `causeway bench memory`.
