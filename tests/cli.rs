@@ -239,3 +239,101 @@ fn echo_refuses_bad_fault_flags_with_a_usage_error() {
         assert!(stderr.contains(flag) && stderr.contains(says), "{stderr}");
     }
 }
+
+/// Kills the child when the test ends, passing or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn echo_announces_its_http_tcp_and_udp_listeners_and_answers_on_each() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["--log-format", "json", "app", "echo", "--pod", "cli-echo"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--tcp-echo", "127.0.0.1:0", "--udp-echo", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the causeway binary runs"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (lines, announced) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The three announcements, in order, each with the bound address.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut addrs: Vec<(String, SocketAddr)> = Vec::new();
+    while addrs.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = announced
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("announced only {addrs:?}"));
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        let message = event["message"].as_str().unwrap_or_default();
+        if message.ends_with(" listening") {
+            let addr = event["addr"].as_str().expect("an addr field");
+            addrs.push((message.to_string(), addr.parse().expect("an address")));
+        }
+    }
+    let names: Vec<&str> = addrs.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "echo app listening",
+            "tcp echo listening",
+            "udp echo listening"
+        ]
+    );
+    for (_, addr) in &addrs {
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addrs:?}");
+    }
+    let timeout = Some(Duration::from_secs(10));
+
+    // HTTP.
+    let mut http = TcpStream::connect(addrs[0].1).expect("connect to HTTP");
+    http.set_read_timeout(timeout).expect("timeout");
+    http.write_all(b"GET /cli HTTP/1.1\r\nHost: echo.test\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).expect("an HTTP answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""pod":"cli-echo""#), "{answer}");
+
+    // TCP echo: the greeting, then the bytes back.
+    let tcp = TcpStream::connect(addrs[1].1).expect("connect to the TCP echo");
+    tcp.set_read_timeout(timeout).expect("timeout");
+    let mut reader = BufReader::new(tcp);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("a greeting");
+    assert_eq!(greeting, "causeway-echo pod=cli-echo node= site=\n");
+    reader.get_mut().write_all(b"over L4").expect("send");
+    let mut back = [0u8; 7];
+    reader.read_exact(&mut back).expect("the echo");
+    assert_eq!(&back, b"over L4");
+
+    // UDP echo: the pod, a newline, the payload.
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    udp.set_read_timeout(timeout).expect("timeout");
+    udp.send_to(b"datagram", addrs[2].1).expect("send");
+    let mut buffer = [0u8; 256];
+    let (len, from) = udp.recv_from(&mut buffer).expect("a UDP answer");
+    assert_eq!(from, addrs[2].1);
+    assert_eq!(&buffer[..len], b"cli-echo\ndatagram");
+}

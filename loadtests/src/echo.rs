@@ -19,6 +19,12 @@
 //!   gRPC server would, the answer line as the one response message;
 //!   `x-echo-grpc-status: N` makes it fail with status N.
 //! - WebSocket ([`websocket`]): an HTTP/1.1 upgrade, then every frame echoed back.
+//! - Raw TCP and UDP echo ([`raw`]), on listeners of their own beside the HTTP one
+//!   (`causeway app echo --tcp-echo ADDR --udp-echo ADDR`), for the mesh's L4 paths: TCP
+//!   greets with `causeway-echo pod=… node=… site=…` and a newline, then sends back every
+//!   byte; UDP answers each datagram with the pod, a newline and the payload. The same
+//!   behaviour applies — a delay per chunk or datagram, `fail_after` connections closed
+//!   at once or datagrams unanswered, `error_rate` datagrams dropped (not TCP).
 //!
 //! The order for each request: it is counted ([`EchoApp::requests`]); the delays
 //! (behaviour, jitter, `/delay/`, `x-echo-delay-ms`) are added up and waited; then an
@@ -31,6 +37,7 @@
 //! (bad status, delay or size) answers 400 with the reason in header `x-echo-error`.
 
 pub mod grpc;
+pub mod raw;
 pub mod websocket;
 
 use std::convert::Infallible;
@@ -52,6 +59,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use grpc::{GrpcClientError, GrpcReply, grpc_unary};
+pub use raw::{parse_greeting, serve_tcp_echo, serve_udp_echo, split_udp_reply};
 pub use websocket::{WebSocketError, websocket_echo, websocket_echo_once};
 
 /// The longest delay one request can ask for (`/delay/MS`, `x-echo-delay-ms`); longer
@@ -157,7 +165,8 @@ fn json_line(value: &impl Serialize) -> String {
     line
 }
 
-/// How an echo app misbehaves on purpose. The default behaves.
+/// How an echo app misbehaves on purpose. The default behaves. The raw TCP and UDP
+/// echoes read it per chunk, connection or datagram instead of per request ([`raw`]).
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {
     /// Waited before every answer.

@@ -492,3 +492,221 @@ async fn websocket_pings_protocol_errors_and_a_stopped_app() {
     let ended = within(read_frame(&mut tcp, false)).await;
     assert!(ended.is_err(), "{ended:?}");
 }
+
+// Raw TCP and UDP echo (`echo::raw`), served in-process on 127.0.0.1:0.
+
+const LOCALHOST: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+/// How long a UDP test waits for an answer that must not come.
+const SILENCE: Duration = Duration::from_millis(300);
+
+async fn tcp_echo(behaviour: Behaviour) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(LOCALHOST).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(echo::serve_tcp_echo(listener, identity("tcp-0"), behaviour));
+    (addr, task)
+}
+
+async fn udp_echo(behaviour: Behaviour) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::UdpSocket::bind(LOCALHOST).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let task = tokio::spawn(echo::serve_udp_echo(socket, identity("udp-0"), behaviour));
+    (addr, task)
+}
+
+/// Connects and reads the greeting line: who answered, and the rest of the stream.
+async fn greeted(addr: SocketAddr) -> (Identity, tokio::io::BufReader<TcpStream>) {
+    use tokio::io::AsyncBufReadExt;
+    let tcp = within(TcpStream::connect(addr)).await.unwrap();
+    let mut reader = tokio::io::BufReader::new(tcp);
+    let mut line = String::new();
+    within(reader.read_line(&mut line)).await.unwrap();
+    assert!(line.ends_with('\n'), "{line:?}");
+    let who = echo::parse_greeting(&line).unwrap_or_else(|| panic!("not a greeting: {line:?}"));
+    (who, reader)
+}
+
+/// Sends `payload` and waits for one answer, or `None` after [`SILENCE`].
+async fn udp_call(
+    client: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    client.send_to(payload, server).await.unwrap();
+    let mut buffer = vec![0u8; 65_536];
+    let (len, from) = tokio::time::timeout(SILENCE, client.recv_from(&mut buffer))
+        .await
+        .ok()?
+        .unwrap();
+    assert_eq!(from, server);
+    buffer.truncate(len);
+    Some(buffer)
+}
+
+async fn udp_client() -> tokio::net::UdpSocket {
+    tokio::net::UdpSocket::bind(LOCALHOST).await.unwrap()
+}
+
+#[tokio::test]
+async fn tcp_echo_greets_then_echoes_64_kib_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, task) = tcp_echo(Behaviour::default()).await;
+    let (who, reader) = greeted(addr).await;
+    assert_eq!(who, identity("tcp-0"));
+
+    let sent: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (mut read, mut write) = reader.into_inner().into_split();
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        write.write_all(&to_send).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    // The server shuts its write half down after our EOF, so this ends.
+    let mut echoed = Vec::new();
+    within(read.read_to_end(&mut echoed)).await.unwrap();
+    within(writer).await.unwrap();
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "the echo differs from what was sent");
+    task.abort();
+}
+
+#[tokio::test]
+async fn tcp_echo_waits_the_delay_before_each_chunk() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let delay = Duration::from_millis(100);
+    let (addr, task) = tcp_echo(Behaviour {
+        delay,
+        ..Behaviour::default()
+    })
+    .await;
+    let (_, mut reader) = greeted(addr).await;
+    for round in 0..3 {
+        let started = Instant::now();
+        reader.get_mut().write_all(b"ping").await.unwrap();
+        let mut back = [0u8; 4];
+        within(reader.read_exact(&mut back)).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(&back, b"ping");
+        assert!(
+            took >= delay,
+            "round {round}: echoed after {took:?}, before {delay:?}"
+        );
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn tcp_echo_closes_connections_past_fail_after() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, task) = tcp_echo(Behaviour {
+        fail_after: Some(2),
+        ..Behaviour::default()
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (who, mut reader) = greeted(addr).await;
+        assert_eq!(who.pod, "tcp-0");
+        reader.get_mut().write_all(b"still here").await.unwrap();
+        let mut back = [0u8; 10];
+        within(reader.read_exact(&mut back)).await.unwrap();
+        assert_eq!(&back, b"still here");
+        open.push(reader);
+    }
+    for nth in 3..=4 {
+        let mut tcp = within(TcpStream::connect(addr)).await.unwrap();
+        let mut buffer = [0u8; 64];
+        // Closed at once, without a greeting: EOF (or a reset, which is as closed).
+        match within(tcp.read(&mut buffer)).await {
+            Ok(read) => assert_eq!(read, 0, "connection {nth} got {:?}", &buffer[..read]),
+            Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset),
+        }
+    }
+    // The connections made before the limit keep working.
+    let reader = &mut open[0];
+    reader.get_mut().write_all(b"x").await.unwrap();
+    assert_eq!(within(reader.read_u8()).await.unwrap(), b'x');
+    task.abort();
+}
+
+#[tokio::test]
+async fn udp_echo_answers_with_the_pod_and_the_payload() {
+    let (addr, task) = udp_echo(Behaviour::default()).await;
+    let client = udp_client().await;
+    for payload in [&b"hello"[..], b"", b"two\nlines", &[0xff, 0x00, b'\n']] {
+        let reply = udp_call(&client, addr, payload).await.expect("an answer");
+        let (pod, echoed) = echo::split_udp_reply(&reply).unwrap();
+        assert_eq!((pod, echoed), ("udp-0", payload));
+        assert_eq!(reply, echo::raw::udp_reply("udp-0", payload));
+    }
+    // The largest datagram comes back cut to fit one.
+    let big = vec![b'z'; echo::raw::MAX_UDP_REPLY];
+    let reply = udp_call(&client, addr, &big).await.expect("an answer");
+    assert_eq!(reply.len(), echo::raw::MAX_UDP_REPLY);
+    let (pod, echoed) = echo::split_udp_reply(&reply).unwrap();
+    assert_eq!(pod, "udp-0");
+    assert_eq!(echoed, &big[..echo::raw::MAX_UDP_REPLY - "udp-0\n".len()]);
+    task.abort();
+}
+
+#[tokio::test]
+async fn udp_echo_with_an_error_rate_of_one_answers_nothing() {
+    let (addr, task) = udp_echo(Behaviour {
+        error_rate: 1.0,
+        ..Behaviour::default()
+    })
+    .await;
+    let client = udp_client().await;
+    for _ in 0..3 {
+        assert_eq!(udp_call(&client, addr, b"anyone?").await, None);
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn udp_echo_stops_answering_after_fail_after() {
+    let (addr, task) = udp_echo(Behaviour {
+        fail_after: Some(3),
+        ..Behaviour::default()
+    })
+    .await;
+    let client = udp_client().await;
+    for nth in 1..=3 {
+        let reply = udp_call(&client, addr, b"n").await;
+        assert!(reply.is_some(), "datagram {nth} was not answered");
+    }
+    for _ in 0..2 {
+        assert_eq!(udp_call(&client, addr, b"n").await, None);
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn udp_echo_delays_each_datagram_without_holding_up_the_others() {
+    let delay = Duration::from_millis(250);
+    let (addr, task) = udp_echo(Behaviour {
+        delay,
+        ..Behaviour::default()
+    })
+    .await;
+    let client = udp_client().await;
+    let started = Instant::now();
+    for i in 0..5u8 {
+        client.send_to(&[i], addr).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 64];
+    for _ in 0..5 {
+        let (len, _) = within(client.recv_from(&mut buffer)).await.unwrap();
+        let (pod, payload) = echo::split_udp_reply(&buffer[..len]).unwrap();
+        assert_eq!(pod, "udp-0");
+        seen.extend_from_slice(payload);
+    }
+    let took = started.elapsed();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    assert!(took >= delay, "answered after {took:?}, before {delay:?}");
+    // One after the other would take 5 × 250 ms.
+    assert!(took < delay * 4, "the delays added up: {took:?}");
+    task.abort();
+}

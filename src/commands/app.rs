@@ -1,6 +1,13 @@
 //! `causeway app echo`: the sample app, standing alone, optionally misbehaving on purpose
 //! (`--delay`, `--delay-jitter`, `--error-rate`, `--fail-after`; see
-//! [`causeway_loadtests::echo`] for the paths and headers it also answers).
+//! [`causeway_loadtests::echo`] for the paths and headers it also answers), and
+//! optionally a raw TCP echo (`--tcp-echo ADDR`) and a UDP echo (`--udp-echo ADDR`)
+//! beside it, with the same identity and behaviour ([`causeway_loadtests::echo::raw`]).
+//!
+//! Once every listener is bound it logs, at `info` and in this order, `echo app
+//! listening` (the HTTP listener), then `tcp echo listening` and `udp echo listening` for
+//! those asked for, each with the bound address in field `addr` (the real port when
+//! asked for port 0).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -33,9 +40,19 @@ pub struct EchoArgs {
     /// Answer this share of requests (0 to 1) with 503, at random.
     #[arg(long, value_name = "SHARE", default_value = "0", value_parser = echo::parse_error_rate)]
     error_rate: f64,
-    /// After this many requests, answer every request with 503 (the port stays open).
+    /// After this many requests, answer every request with 503 (the port stays open);
+    /// on the TCP echo, close every connection after this many; on the UDP echo, answer
+    /// no datagram after this many.
     #[arg(long, value_name = "N")]
     fail_after: Option<u64>,
+    /// Also serve a raw TCP echo here: a greeting line with pod, node and site, then
+    /// every byte back (the delay applies per chunk; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    tcp_echo: Option<SocketAddr>,
+    /// Also serve a UDP echo here: each datagram answered with the pod, a newline and
+    /// the payload (delay per datagram, error rate drops; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    udp_echo: Option<SocketAddr>,
 }
 
 impl EchoArgs {
@@ -62,15 +79,50 @@ pub fn echo(args: &EchoArgs) -> anyhow::Result<ExitCode> {
             site: args.site.clone(),
         };
         let behaviour = args.behaviour();
-        let app = echo::spawn_with(args.listen, identity, behaviour.clone())
+        let app = echo::spawn_with(args.listen, identity.clone(), behaviour.clone())
             .await
             .context("cannot start the echo app")?;
+        let tcp = match args.tcp_echo {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen for the TCP echo on {listen}"))?;
+                let addr = listener
+                    .local_addr()
+                    .context("cannot read the TCP echo's address")?;
+                let serve = echo::serve_tcp_echo(listener, identity.clone(), behaviour.clone());
+                Some((addr, tokio::spawn(serve)))
+            }
+            None => None,
+        };
+        let udp = match args.udp_echo {
+            Some(listen) => {
+                let socket = tokio::net::UdpSocket::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot bind the UDP echo to {listen}"))?;
+                let addr = socket
+                    .local_addr()
+                    .context("cannot read the UDP echo's address")?;
+                let serve = echo::serve_udp_echo(socket, identity, behaviour.clone());
+                Some((addr, tokio::spawn(serve)))
+            }
+            None => None,
+        };
         tracing::info!(addr = %app.addr(), pod = %args.pod, ?behaviour, "echo app listening");
+        if let Some((addr, _)) = &tcp {
+            tracing::info!(%addr, pod = %args.pod, "tcp echo listening");
+        }
+        if let Some((addr, _)) = &udp {
+            tracing::info!(%addr, pod = %args.pod, "udp echo listening");
+        }
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
         tracing::info!(requests = app.requests(), "echo app stopping");
         app.stop();
+        for (_, task) in tcp.into_iter().chain(udp) {
+            task.abort();
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -115,6 +167,17 @@ mod tests {
         assert_eq!(quiet.delay, Duration::ZERO);
         assert_eq!(quiet.error_rate, 0.0);
         assert_eq!(quiet.fail_after, None);
+    }
+
+    #[test]
+    fn the_raw_echo_listeners_are_optional_addresses() {
+        let args = parse(&["--tcp-echo", "127.0.0.1:0", "--udp-echo", "[::1]:9000"]).unwrap();
+        assert_eq!(args.tcp_echo, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(args.udp_echo, Some("[::1]:9000".parse().unwrap()));
+        let none = parse(&[]).unwrap();
+        assert_eq!((none.tcp_echo, none.udp_echo), (None, None));
+        let error = parse(&["--tcp-echo", "localhost"]).unwrap_err();
+        assert!(error.contains("--tcp-echo"), "{error}");
     }
 
     #[test]
