@@ -45,15 +45,23 @@ enum Command {
         command: PolicyCommand,
     },
     /// Load tests and benchmarks, each against a baseline measured in the same run.
+    ///
+    /// `causeway bench --profile ci|full` runs the declared scenarios (load balancing,
+    /// failover, rate limits, hashing, overhead) and writes a report with plots; the
+    /// subcommands run the mesh's single benchmarks.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: Option<BenchCommand>,
+        #[command(flatten)]
+        suite: commands::bench_suite::SuiteArgs,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum AppCommand {
-    /// An HTTP server answering every request with its pod, node and site as JSON.
+    /// The sample app: HTTP (and h2c, gRPC, WebSocket) answering with its pod, node and
+    /// site as JSON; optional raw TCP and UDP echo listeners; faults on purpose.
     Echo(commands::app::EchoArgs),
 }
 
@@ -102,17 +110,28 @@ fn main() -> ExitCode {
             command: PolicyCommand::Check(args),
         } => commands::policy::check(&args),
         Command::Bench {
-            command: BenchCommand::Dns(args),
-        } => commands::bench::dns(&args),
+            command: Some(command),
+            ..
+        } => match command {
+            BenchCommand::Dns(args) => commands::bench::dns(&args),
+            BenchCommand::Proxy(args) => commands::bench_mesh::proxy(&args),
+            BenchCommand::Memory(args) => commands::bench_mesh::memory(&args),
+            BenchCommand::Http(args) => commands::bench_mesh::http(&args),
+        },
         Command::Bench {
-            command: BenchCommand::Proxy(args),
-        } => commands::bench_mesh::proxy(&args),
-        Command::Bench {
-            command: BenchCommand::Memory(args),
-        } => commands::bench_mesh::memory(&args),
-        Command::Bench {
-            command: BenchCommand::Http(args),
-        } => commands::bench_mesh::http(&args),
+            command: None,
+            suite,
+        } if suite.given() => commands::bench_suite::run(&suite),
+        Command::Bench { command: None, .. } => {
+            use clap::CommandFactory as _;
+            let mut cli = Cli::command();
+            let help = cli
+                .find_subcommand_mut("bench")
+                .map(|bench| bench.render_help().to_string())
+                .unwrap_or_default();
+            eprintln!("{help}\nGive --profile ci|full, or a subcommand.");
+            Ok(ExitCode::from(2))
+        }
     };
     match result {
         Ok(code) => code,
