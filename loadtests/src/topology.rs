@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use causeway_yaml::{Source, json, tree};
+use causeway_yaml::Source;
 use serde::Deserialize;
 
 /// The topology `causeway up` runs when given no file.
@@ -150,38 +150,8 @@ impl Topology {
             file: source.name().to_string(),
             message,
         };
-        let stream = tree::parse(source.text());
-        if let Some(error) = stream.errors.first() {
-            return Err(fail(format!(
-                "{}:{}: {}",
-                error.pos.line, error.pos.column, error.message
-            )));
-        }
-        let mut roots = stream.documents.iter().filter_map(|d| d.root.as_ref());
-        let root = roots.next().ok_or_else(|| {
-            fail("the file is empty; expected a `kind: Topology` document".into())
-        })?;
-        if roots.next().is_some() {
-            return Err(fail("expected one document, found several".into()));
-        }
-        let located = json::to_json(root).map_err(|errors| {
-            let e = &errors[0];
-            fail(format!(
-                "{}:{}: {}: {}",
-                e.span.start.line, e.span.start.column, e.path, e.message
-            ))
-        })?;
         let file: TopologyFile =
-            serde_path_to_error::deserialize(located.value.clone()).map_err(|e| {
-                let path = e.path().to_string();
-                let span = located.span_of(&path);
-                fail(format!(
-                    "{}:{}: {path}: {}",
-                    span.start.line,
-                    span.start.column,
-                    e.inner()
-                ))
-            })?;
+            crate::located::decode_one(source, "a `kind: Topology` document").map_err(fail)?;
         if file.kind != "Topology" || file.api_version != "causeway.dev/v1alpha1" {
             return Err(fail(format!(
                 "expected apiVersion causeway.dev/v1alpha1, kind Topology; found {} {}",
