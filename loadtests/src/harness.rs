@@ -92,6 +92,12 @@ pub enum BenchError {
     /// The options do not make a run.
     #[error("invalid benchmark options: {0}")]
     Options(String),
+    /// A scenario, its thresholds or its load could not be used.
+    #[error("{0}")]
+    Scenario(String),
+    /// The report could not be written.
+    #[error("cannot write the report: {0}")]
+    Report(String),
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
@@ -363,9 +369,16 @@ pub fn write_identity(dir: &Path, node: &str, site: &str) -> Result<(), BenchErr
 /// Writes the identities of `nodes` (all in `site`), issued by one fresh CA so that
 /// they trust each other, to `root/<node>/` (ca.pem, node.pem, node-key.pem each).
 pub fn write_identities(root: &Path, nodes: &[&str], site: &str) -> Result<(), BenchError> {
+    let placed: Vec<(&str, &str)> = nodes.iter().map(|n| (*n, site)).collect();
+    write_placed_identities(root, &placed)
+}
+
+/// Writes the identities of `(node, site)` pairs, issued by one fresh CA so that they
+/// trust each other, to `root/<node>/`.
+pub fn write_placed_identities(root: &Path, nodes: &[(&str, &str)]) -> Result<(), BenchError> {
     let fail = |e: causeway_tunnels::identity::IdentityError| BenchError::Identity(e.to_string());
     let ca = CertificateAuthority::generate().map_err(fail)?;
-    for node in nodes {
+    for (node, site) in nodes {
         let dir = root.join(node);
         std::fs::create_dir_all(&dir)
             .map_err(io_error(format!("cannot create {}", dir.display())))?;

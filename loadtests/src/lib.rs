@@ -14,10 +14,12 @@
 //!   http`): per-request HTTP proxying against direct, HAProxy in HTTP mode and h2load,
 //!   with rate-limit accuracy, a slow endpoint and a cross-node path; [`harness`], the
 //!   child processes, scratch files and manifests they share.
-//!
-//! Later issues add the open- and closed-loop load generator, the YAML scenarios under
-//! `loadtests/scenarios/`, and the benchmark gates that compare every variant against a
-//! baseline measured in the same run (direct connection, HAProxy, dnsmasq).
+//! - [`generator`]: the load generator — open and closed loops over HTTP/1.1, HTTP/2,
+//!   gRPC unary, TCP and UDP echo, HdrHistogram latencies, results as JSON.
+//! - [`scenario`]: the declared scenarios of `loadtests/scenarios/` and their runner;
+//!   [`suite`] runs a profile of them (`causeway bench --profile ci|full`) and
+//!   [`report`] writes the markdown summary and SVG plots; [`located`] decodes operator
+//!   YAML with line and column.
 //!
 //! Traffic it generates goes only to loopback or into network namespaces the run created.
 
@@ -25,9 +27,14 @@ pub mod client;
 pub mod cluster;
 pub mod dns;
 pub mod echo;
+pub mod generator;
 pub mod harness;
 pub mod http_bench;
+pub mod located;
 pub mod memory_bench;
 pub mod proxy_bench;
+pub mod report;
+pub mod scenario;
+pub mod suite;
 pub mod topology;
 pub mod tour;

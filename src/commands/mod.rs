@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_mesh;
+pub mod bench_suite;
 pub mod node;
 pub mod policy;
 pub mod up;
