@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build demo tour bench test fmt-check clippy unit clean
+.PHONY: deps build demo tour bench bench-ci bench-full test fmt-check clippy unit clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -28,10 +28,24 @@ tour: deps
 # per-request HTTP vs direct, HAProxy in HTTP mode and h2load.
 bench: deps
 	$(CARGO) build --release --locked --quiet
+	./target/release/causeway bench --profile full --out target/bench-report/full
 	./target/release/causeway bench proxy
 	./target/release/causeway bench dns
 	./target/release/causeway bench memory
 	./target/release/causeway bench http
+
+# The load-balancing properties CI guards (loadtests/scenarios/, bounds in
+# loadtests/thresholds.yaml): round-robin shares, rate-limit accuracy, PeakEwma against a
+# slow endpoint, failover and recovery, hash stickiness. A few minutes; exits 1 when a
+# property broke. The debug build is enough: every gate is a ratio or a share.
+bench-ci: deps
+	$(CARGO) run --locked --quiet -- bench --profile ci --out target/bench-report/ci
+
+# Every scenario at full length, with the comparisons against direct and HAProxy; the
+# report with its plots goes to target/bench-report/full (BENCHMARKS.md holds the last).
+bench-full: deps
+	$(CARGO) build --release --locked --quiet
+	./target/release/causeway bench --profile full --out target/bench-report/full
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -42,7 +56,7 @@ clippy: deps
 unit: deps
 	$(CARGO) test --locked --workspace
 
-test: deps fmt-check clippy unit tour
+test: deps fmt-check clippy unit tour bench-ci
 
 clean:
 	$(CARGO) clean
