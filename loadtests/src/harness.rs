@@ -537,6 +537,22 @@ pub fn render_documents(objects: &[serde_json::Value]) -> String {
     out
 }
 
+/// Writes `objects` as `dir/manifests/<file>` (the directory a node's `--manifests`
+/// watches) and returns the directory.
+pub fn write_manifests(
+    dir: &Path,
+    file: &str,
+    objects: &[serde_json::Value],
+) -> Result<PathBuf, BenchError> {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests)
+        .map_err(io_error(format!("cannot create {}", manifests.display())))?;
+    let path = manifests.join(file);
+    std::fs::write(&path, render_documents(objects))
+        .map_err(io_error(format!("cannot write {}", path.display())))?;
+    Ok(manifests)
+}
+
 /// GETs `path` from `addr` with a deadline, on a runtime of its own (the benchmarks
 /// drive processes and are not async).
 pub fn get_blocking(

@@ -39,8 +39,7 @@ use tokio::sync::mpsc;
 use crate::echo::Answer;
 use crate::harness::{
     self, BenchError, ChildProcess, ScratchDir, find_tool, free_tcp_port, io_error, median_of,
-    named_endpoint_slice_object, node_object, render_documents, run_bounded, service_object,
-    traffic_policy_object,
+    named_endpoint_slice_object, node_object, run_bounded, service_object, traffic_policy_object,
 };
 use crate::proxy_bench::{WrkRun, first_line, micros, wrk_measure};
 
@@ -829,12 +828,7 @@ pub fn run(
         "echo-remote-per-request",
         json!({"connectionPool": {"maxRequestsPerConnection": 1}}),
     ));
-    let manifests = dir.join("manifests");
-    std::fs::create_dir_all(&manifests)
-        .map_err(io_error(format!("cannot create {}", manifests.display())))?;
-    let file = manifests.join("bench.yaml");
-    std::fs::write(&file, render_documents(&objects))
-        .map_err(io_error(format!("cannot write {}", file.display())))?;
+    let manifests = harness::write_manifests(dir, "bench.yaml", &objects)?;
 
     // Node A serves a listener per Service; node B only runs the remote endpoint.
     let mut listeners: Vec<(&str, SocketAddr)> = Vec::new();

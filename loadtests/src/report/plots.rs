@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -308,6 +309,30 @@ pub fn rate_plot(scenario: &ScenarioReport) -> Result<Option<String>, PlotError>
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type DrawError = DrawingAreaErrorKind<std::io::Error>;
+type LinearChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The grid, ticks and axis names of a chart with two linear axes, as every linear
+/// chart of the report draws them; `labels` is (x, y) tick counts.
+fn draw_linear_mesh(
+    chart: &mut LinearChart<'_, '_>,
+    x_desc: &str,
+    y_desc: &str,
+    labels: (usize, usize),
+) -> Result<(), DrawError> {
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_labels(labels.0)
+        .y_labels(labels.1)
+        .x_label_formatter(&|x| format::tick(*x))
+        .y_label_formatter(&|y| format::tick(*y))
+        .label_style(label_style())
+        .axis_desc_style(desc_style())
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+}
 
 /// One line of a chart.
 struct Series {
@@ -393,18 +418,7 @@ impl SharePanel {
             .x_label_area_size(44)
             .y_label_area_size(60)
             .build_cartesian_2d(t0..t1, 0.0..top)?;
-        chart
-            .configure_mesh()
-            .x_desc("time, s")
-            .y_desc("share of answers, %")
-            .x_labels(8)
-            .y_labels(6)
-            .x_label_formatter(&|x| format::tick(*x))
-            .y_label_formatter(&|y| format::tick(*y))
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+        draw_linear_mesh(&mut chart, "time, s", "share of answers, %", (8, 6))?;
         chart.draw_series(DashedLineSeries::new(
             [(t0, self.fair), (t1, self.fair)],
             8,
@@ -444,18 +458,12 @@ fn draw_admitted(area: &Area<'_>, variants: &[Series]) -> Result<(), DrawError> 
         .x_label_area_size(44)
         .y_label_area_size(72)
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("offered rate, calls/s")
-        .y_desc("admitted (ok), calls/s")
-        .x_labels(8)
-        .y_labels(8)
-        .x_label_formatter(&|x| format::tick(*x))
-        .y_label_formatter(&|y| format::tick(*y))
-        .label_style(label_style())
-        .axis_desc_style(desc_style())
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
+    draw_linear_mesh(
+        &mut chart,
+        "offered rate, calls/s",
+        "admitted (ok), calls/s",
+        (8, 8),
+    )?;
     let ideal = x_max.min(y_max);
     chart.draw_series(LineSeries::new(
         [(0.0, 0.0), (ideal, ideal)],
@@ -509,18 +517,7 @@ fn draw_timelines(area: &Area<'_>, timelines: &[Timeline]) -> Result<(), DrawErr
         .x_label_area_size(44)
         .y_label_area_size(72)
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("time, s")
-        .y_desc("calls/s in the window")
-        .x_labels(10)
-        .y_labels(8)
-        .x_label_formatter(&|x| format::tick(*x))
-        .y_label_formatter(&|y| format::tick(*y))
-        .label_style(label_style())
-        .axis_desc_style(desc_style())
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
+    draw_linear_mesh(&mut chart, "time, s", "calls/s in the window", (10, 8))?;
     let mut entries = Vec::new();
     for t in timelines {
         let marker = if t.admitted.points.len() < 2 { 3 } else { 0 };

@@ -102,8 +102,9 @@ fn figure(name: impl Into<String>, value: f64, unit: &str) -> Figure {
     }
 }
 
-/// The first event of `action` in the runs of `variant`, in seconds from the start.
-fn event_at(scenario: &Scenario, variant: &str, action: EventAction) -> Option<(f64, usize)> {
+/// The first event of `action` in the runs of `variant`: when (seconds from the start),
+/// and the pod it acts on.
+fn event_at(scenario: &Scenario, variant: &str, action: EventAction) -> Option<(f64, String)> {
     scenario
         .spec
         .events
@@ -115,9 +116,9 @@ fn event_at(scenario: &Scenario, variant: &str, action: EventAction) -> Option<(
                 .is_none_or(|v| v.iter().any(|n| n == variant))
         })
         .filter_map(|e| {
-            parse_duration(&e.at)
-                .ok()
-                .map(|at| (at.as_secs_f64(), e.endpoint))
+            let at = parse_duration(&e.at).ok()?.as_secs_f64();
+            let service = scenario.service(e.service.as_deref())?;
+            Some((at, super::pod_name(&service.name, e.endpoint)))
         })
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
@@ -294,14 +295,12 @@ fn evaluate_one(
         CheckKind::Recovery => {
             let run = run_of(runs, check.variant.as_ref())?;
             let t = threshold()?;
-            let (restart, endpoint) = event_at(scenario, &run.variant, EventAction::Restart)
+            let (restart, pod) = event_at(scenario, &run.variant, EventAction::Restart)
                 .ok_or("no restart event in this variant's runs")?;
             let expected = context
                 .endpoints
                 .get(&run.variant)
                 .ok_or("the variant's endpoints are unknown")?;
-            let pod = context_pod(scenario, check, endpoint)
-                .ok_or("the restarted endpoint is unknown")?;
             let fair = 1.0 / expected.len().max(1) as f64;
             let back = run.windows.iter().find(|w| {
                 let total: u64 = w.endpoints.values().sum();
@@ -448,13 +447,6 @@ fn evaluate_one(
             Ok(None)
         }
     }
-}
-
-/// The pod name of endpoint `index` of the check's Service (the first Service).
-fn context_pod(scenario: &Scenario, _check: &CheckSpec, index: usize) -> Option<String> {
-    scenario
-        .service(None)
-        .map(|s| super::pod_name(&s.name, index))
 }
 
 #[cfg(test)]

@@ -22,8 +22,7 @@ use crate::echo::parse_duration;
 use crate::generator::{self, CallSpec, Connection, LoadSpec, Mode, Outcome, Protocol, RunResult};
 use crate::harness::{
     self, BenchError, ChildProcess, ScratchDir, find_tool, free_tcp_port, free_udp_and_tcp_port,
-    io_error, named_endpoint_slice_object, node_object, render_documents, service_object,
-    traffic_policy_object,
+    io_error, named_endpoint_slice_object, node_object, service_object, traffic_policy_object,
 };
 use crate::report::ScenarioReport;
 
@@ -256,12 +255,7 @@ pub fn run_scenario(
             mesh_listeners[i] = Some(free_tcp_port()?);
         }
         drop(guard);
-        let manifests = dir.join("manifests");
-        std::fs::create_dir_all(&manifests)
-            .map_err(io_error(format!("cannot create {}", manifests.display())))?;
-        let file = manifests.join("scenario.yaml");
-        std::fs::write(&file, render_documents(&objects))
-            .map_err(io_error(format!("cannot write {}", file.display())))?;
+        let manifests = harness::write_manifests(dir, "scenario.yaml", &objects)?;
         let relays: Vec<String> = spec
             .nodes
             .iter()
