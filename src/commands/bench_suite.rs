@@ -94,7 +94,7 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<ExitCode> {
     );
     if failed.is_empty() {
         text.push_str(&format!(
-            "all {checks} checks of {} scenarios passed\n",
+            "{} scenarios, {checks} checks, none failed\n",
             report.scenarios.len()
         ));
         super::write_stdout(&text)?;
