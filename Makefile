@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build demo tour bench bench-ci bench-full test fmt-check clippy unit clean
+.PHONY: deps build demo tour bench bench-ci bench-full benchmarks-md test fmt-check clippy unit clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -46,6 +46,10 @@ bench-ci: deps
 bench-full: deps
 	$(CARGO) build --release --locked --quiet
 	./target/release/causeway bench --profile full --out target/bench-report/full
+
+# bench-full, published: BENCHMARKS.md and its plots under docs/bench-report/.
+benchmarks-md: deps
+	./scripts/publish-benchmarks.sh
 
 fmt-check:
 	$(CARGO) fmt --all --check
