@@ -99,7 +99,9 @@ pub fn run(
     // Every threshold a check names must exist before minutes of load are spent.
     for scenario in &scenarios {
         for check in &scenario.spec.checks {
-            if let Some(name) = &check.threshold {
+            let settle = (check.kind == crate::scenario::spec::CheckKind::ErrorsAfterFailover)
+                .then_some("failoverSettle");
+            for name in check.threshold.as_deref().into_iter().chain(settle) {
                 thresholds
                     .get(name)
                     .map_err(|e| BenchError::Scenario(format!("{}: {e}", scenario.file)))?;

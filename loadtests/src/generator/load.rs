@@ -29,6 +29,10 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
 const MAX_IN_FLIGHT: usize = 1_000;
 /// Calls in one open-loop run, at most.
 pub const MAX_OPEN_CALLS: u64 = 5_000_000;
+/// The lowest open-loop rate: one call every 100 s.
+pub const MIN_RATE: f64 = 0.01;
+/// Tokio's timer resolution: a sleep ends on the first tick at or after its deadline.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// How the load is shaped.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,9 +96,12 @@ impl LoadSpec {
         }
     }
 
+    /// The hash key of call `i`: keys drawn in a fixed pseudo-random order, so that a
+    /// key does not fall on the same turn of a round robin every time (which would
+    /// look sticky without any hashing).
     fn key(&self, i: u64) -> Option<String> {
         (self.keys > 0 && self.call.key_header.is_some())
-            .then(|| format!("key-{}", i % u64::from(self.keys)))
+            .then(|| format!("key-{}", scramble(i) % u64::from(self.keys)))
     }
 }
 
@@ -117,9 +124,12 @@ fn check(spec: &LoadSpec) -> Result<(), LoadError> {
         return Err(LoadError::Spec("duration must be more than 0".into()));
     }
     match spec.mode {
-        Mode::Open { rate } if !(rate.is_finite() && rate > 0.0) => Err(LoadError::Spec(format!(
-            "rate {rate} is not a positive number"
-        ))),
+        Mode::Open { rate } if !(rate.is_finite() && rate >= MIN_RATE) => Err(LoadError::Spec(
+            format!("rate {rate} is not a number of calls per second of at least {MIN_RATE}"),
+        )),
+        Mode::Open { rate } if rate * spec.duration.as_secs_f64() < 1.0 => Err(LoadError::Spec(
+            format!("{rate}/s for {:?} makes no call", spec.duration),
+        )),
         Mode::Open { rate } if rate * spec.duration.as_secs_f64() > MAX_OPEN_CALLS as f64 => {
             Err(LoadError::Spec(format!(
                 "{rate}/s for {:?} is more than {MAX_OPEN_CALLS} calls",
@@ -161,27 +171,36 @@ async fn open_loop(target: SocketAddr, spec: &LoadSpec, rate: f64) -> Result<Run
     let start = Instant::now() + Duration::from_millis(50);
     let spec = Arc::new(spec.clone());
     let mut queues = Vec::new();
-    let mut workers = Vec::new();
+    // Dropping the set (an overrun) aborts every worker and the calls they started.
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..spec.connections {
-        let (tx, rx) = mpsc::unbounded_channel::<(Duration, Option<String>)>();
+        let (tx, rx) = mpsc::unbounded_channel::<Queued>();
         queues.push(tx);
-        workers.push(tokio::spawn(open_worker(target, spec.clone(), start, rx)));
+        workers.spawn(open_worker(target, spec.clone(), start, rx));
     }
     let mut max_lateness = Duration::ZERO;
     for i in 0..total {
         let offset = period.mul_f64(i as f64);
-        tokio::time::sleep_until(start + offset).await;
-        max_lateness = max_lateness.max(Instant::now().saturating_duration_since(start + offset));
+        let due = start + offset;
+        // The timer fires on the first tick at or after its deadline: wake up to a tick
+        // early rather than up to a tick late (the call is then timed from its send).
+        tokio::time::sleep_until(due.checked_sub(TIMER_TICK).unwrap_or(due)).await;
+        let dispatched = Instant::now();
+        max_lateness = max_lateness.max(dispatched.saturating_duration_since(due));
         let index = usize::try_from(i % spec.connections as u64).unwrap_or(0);
         // A worker that ended early dropped its queue; its calls count as unsent below.
-        let _ = queues[index].send((offset, spec.key(i)));
+        let _ = queues[index].send(Queued {
+            offset,
+            key: spec.key(i),
+            dispatched,
+        });
     }
     drop(queues);
     let mut recorder = Recorder::new(spec.window);
     let deadline = grace(&spec);
     let joined = tokio::time::timeout(deadline, async {
-        for worker in workers {
-            if let Ok(part) = worker.await {
+        while let Some(part) = workers.join_next().await {
+            if let Ok(part) = part {
                 recorder.merge(part);
             }
         }
@@ -199,22 +218,49 @@ async fn open_loop(target: SocketAddr, spec: &LoadSpec, rate: f64) -> Result<Run
     Ok(result)
 }
 
+/// A call of the open loop, handed to its connection.
+#[derive(Debug)]
+struct Queued {
+    /// When it is due, from the start of the run.
+    offset: Duration,
+    /// Its hash key.
+    key: Option<String>,
+    /// When the schedule handed it over (up to a timer tick before it was due).
+    dispatched: Instant,
+}
+
+impl Queued {
+    /// Where its latency starts: its scheduled time, so queueing behind a slow answer
+    /// counts — or its dispatch, when the timer handed it over early.
+    fn timed_from(&self, start: Instant) -> Instant {
+        (start + self.offset).min(self.dispatched)
+    }
+}
+
 /// One connection of the open loop: serial protocols take their calls in order (a slow
 /// answer delays the ones queued behind it, and that delay is measured); multiplexed
-/// ones start each call at once, up to [`MAX_IN_FLIGHT`].
+/// ones start each call at once, up to [`MAX_IN_FLIGHT`]. A call still queued a whole
+/// call timeout after it was due is failed without being sent, so a stuck target
+/// cannot make the run outlast its deadline.
 async fn open_worker(
     target: SocketAddr,
     spec: Arc<LoadSpec>,
     start: Instant,
-    mut queue: mpsc::UnboundedReceiver<(Duration, Option<String>)>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
 ) -> Recorder {
     let mut caller = Caller::new(target, spec.clone());
     let multiplexed = matches!(spec.protocol, Protocol::Http2 | Protocol::Grpc);
     let shared = Arc::new(Mutex::new(Recorder::new(spec.window)));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some((offset, key)) = queue.recv().await {
-        let scheduled = start + offset;
+    while let Some(queued) = queue.recv().await {
+        let offset = queued.offset;
+        let scheduled = queued.timed_from(start);
+        let key = queued.key;
+        if Instant::now().saturating_duration_since(start + offset) > spec.call.timeout {
+            lock(&shared).record(offset, spec.call.timeout, &Outcome::Failed, key.as_deref());
+            continue;
+        }
         if !multiplexed {
             let outcome = caller.call(key.as_deref()).await;
             let latency = Instant::now().saturating_duration_since(scheduled);
@@ -271,7 +317,8 @@ async fn closed_loop(
             );
         }
     }
-    let mut callers = Vec::new();
+    // Dropping the set (an overrun) aborts every caller.
+    let mut callers = tokio::task::JoinSet::new();
     for j in 0..concurrency {
         let mut caller = Caller::new(target, spec.clone());
         if let Some(Some(connection)) = shared.get(j % spec.connections.max(1)) {
@@ -279,7 +326,7 @@ async fn closed_loop(
         }
         let spec = spec.clone();
         let issued = issued.clone();
-        callers.push(tokio::spawn(async move {
+        callers.spawn(async move {
             let mut recorder = Recorder::new(spec.window);
             loop {
                 let now = Instant::now();
@@ -296,13 +343,13 @@ async fn closed_loop(
                 recorder.record(now - started, latency, &outcome, key.as_deref());
             }
             recorder
-        }));
+        });
     }
     let mut recorder = Recorder::new(spec.window);
     let deadline = grace(&spec);
     tokio::time::timeout(deadline, async {
-        for caller in callers {
-            if let Ok(part) = caller.await {
+        while let Some(part) = callers.join_next().await {
+            if let Ok(part) = part {
                 recorder.merge(part);
             }
         }
@@ -342,6 +389,8 @@ impl Caller {
         }
         if self.connection.is_none() {
             if self.reconnects >= MAX_RECONNECTS {
+                // Out of reconnects: every call fails, paced so a caller never spins.
+                tokio::time::sleep(RECONNECT_PAUSE).await;
                 return None;
             }
             self.reconnects += 1;
@@ -378,6 +427,14 @@ impl Caller {
     }
 }
 
+/// A fixed bijective scramble of call numbers (splitmix64's finalizer).
+fn scramble(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +457,14 @@ mod tests {
         spec.keys = 3;
         assert_eq!(spec.key(4), None);
         spec.call.key_header = Some(http::HeaderName::from_static("x-user"));
-        assert_eq!(spec.key(4).as_deref(), Some("key-1"));
+        let keys: Vec<String> = (0..300).filter_map(|i| spec.key(i)).collect();
+        assert_eq!(keys.len(), 300);
+        for k in ["key-0", "key-1", "key-2"] {
+            let n = keys.iter().filter(|x| *x == k).count();
+            assert!((70..=130).contains(&n), "{k}: {n} of 300");
+        }
+        // Not in turn: a round robin over 3 endpoints would not keep a key on one.
+        let in_turn = (0..300u64).all(|i| spec.key(i) == Some(format!("key-{}", i % 3)));
+        assert!(!in_turn);
     }
 }

@@ -90,6 +90,20 @@ fn run_of<'a>(runs: &'a [RunResult], variant: Option<&String>) -> Result<&'a Run
         .ok_or_else(|| format!("variant `{name}` has no run in this profile"))
 }
 
+/// The first run of a variant: the one its events happened in.
+fn first_run_of<'a>(
+    runs: &'a [RunResult],
+    variant: Option<&String>,
+) -> Result<&'a RunResult, String> {
+    let name = variant.ok_or("no variant named")?;
+    runs.iter()
+        .find(|r| &r.variant == name)
+        .ok_or_else(|| format!("variant `{name}` has no run in this profile"))
+}
+
+/// Slack for comparing window starts, which are sums of floats.
+const EPSILON: f64 = 1e-6;
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
@@ -208,6 +222,17 @@ fn evaluate_one(
                 .max_by(|a, b| (a - qps).abs().total_cmp(&(b - qps).abs()))
                 .unwrap_or(rate);
             let deviation = (rate - qps).abs() / qps;
+            // What is not admitted must be refused as a limit says so: 429 with
+            // Retry-After (gRPC: RESOURCE_EXHAUSTED), not errors or silence. A thousandth
+            // of the calls may fail otherwise (a connection reset on a loaded machine).
+            let refused_badly = run.errors() + run.limited_without_retry_after;
+            let refused_badly = if (refused_badly as f64) <= run.offered as f64 / 1000.0 {
+                0
+            } else {
+                refused_badly
+            };
+            let offered_rate = run.offered_rate.unwrap_or(0.0);
+            let rejected_properly = offered_rate <= qps * (1.0 + t) || run.limited > 0;
             figures.push(figure(
                 format!("{}: admitted per second", run.variant),
                 rate,
@@ -216,13 +241,23 @@ fn evaluate_one(
             outcome(
                 &format!("{} rate limit accuracy", run.variant),
                 format!(
-                    "{rate:.1}/s admitted of {qps} qps ({} off; worst window {worst:.0}/s), {} offered/s, {} limited",
+                    "{rate:.1}/s admitted of {qps} qps ({} off; worst window {worst:.0}/s), {} offered/s, {} limited{}{}",
                     pct(deviation),
                     run.offered_rate.unwrap_or(0.0),
-                    run.limited
+                    run.limited,
+                    if refused_badly == 0 {
+                        String::new()
+                    } else {
+                        format!(", {refused_badly} refused otherwise than 429 with Retry-After")
+                    },
+                    if rejected_properly {
+                        ""
+                    } else {
+                        ", the excess was not refused"
+                    },
                 ),
-                format!("within ±{}", pct(t)),
-                deviation <= t,
+                format!("within ±{}, the rest refused with 429", pct(t)),
+                deviation <= t && refused_badly == 0 && rejected_properly,
             )
         }
         CheckKind::P99Ratio => {
@@ -252,24 +287,38 @@ fn evaluate_one(
             )
         }
         CheckKind::ErrorsAfterFailover => {
-            let run = run_of(runs, check.variant.as_ref())?;
+            let run = first_run_of(runs, check.variant.as_ref())?;
             let t = threshold()?;
             let settle = thresholds.get("failoverSettle")?;
-            let (kill, _) = event_at(scenario, &run.variant, EventAction::Kill)
+            let (kill, pod) = event_at(scenario, &run.variant, EventAction::Kill)
                 .ok_or("no kill event in this variant's runs")?;
             let until = event_at(scenario, &run.variant, EventAction::Restart)
-                .map_or(f64::INFINITY, |(at, _)| at);
+                .map_or(run.duration_s, |(at, _)| at.min(run.duration_s));
             let settling: u64 = run
                 .windows
                 .iter()
-                .filter(|w| w.start_s >= kill && w.start_s < kill + settle)
+                .filter(|w| w.start_s + EPSILON >= kill && w.start_s < kill + settle - EPSILON)
                 .map(|w| w.errors)
                 .sum();
-            let after: u64 = run
+            // Whole windows from the end of the settling time to the restart.
+            let counted: Vec<_> = run
                 .windows
                 .iter()
-                .filter(|w| w.start_s >= kill + settle && w.start_s < until)
-                .map(|w| w.errors)
+                .filter(|w| {
+                    w.start_s + EPSILON >= kill + settle
+                        && w.start_s + run.window_s <= until + EPSILON
+                })
+                .collect();
+            if counted.is_empty() {
+                return Err(format!(
+                    "no whole window between {:.1} s (kill + settle) and {until:.1} s (restart or end): lengthen the run or move the events",
+                    kill + settle
+                ));
+            }
+            let after: u64 = counted.iter().map(|w| w.errors).sum();
+            let still_answering: u64 = counted
+                .iter()
+                .map(|w| w.endpoints.get(&pod).copied().unwrap_or(0))
                 .sum();
             figures.push(figure(
                 format!("{}: errors while failing over", run.variant),
@@ -281,22 +330,47 @@ fn evaluate_one(
                 run.errors() as f64,
                 "",
             ));
+            let dead = if still_answering == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; but {pod} answered {still_answering} calls after its kill: the kill did not take"
+                )
+            };
             outcome(
                 &format!("{} errors after failover", run.variant),
                 format!(
-                    "{after} errors from {:.1} s after the kill until the restart ({settling} in the first {settle} s, {} in the run)",
+                    "{after} errors from {:.1} s after the kill until the restart ({settling} in the first {settle} s, {} in the run){dead}",
                     settle,
                     run.errors()
                 ),
                 format!("at most {t}"),
-                after as f64 <= t,
+                after as f64 <= t && still_answering == 0,
             )
         }
         CheckKind::Recovery => {
-            let run = run_of(runs, check.variant.as_ref())?;
+            let run = first_run_of(runs, check.variant.as_ref())?;
             let t = threshold()?;
             let (restart, pod) = event_at(scenario, &run.variant, EventAction::Restart)
                 .ok_or("no restart event in this variant's runs")?;
+            let (kill, _) = event_at(scenario, &run.variant, EventAction::Kill)
+                .filter(|(at, killed)| *at < restart && *killed == pod)
+                .ok_or("no kill of the restarted endpoint before its restart")?;
+            // It must have been gone: no answers in the whole windows between.
+            let answered_while_dead: u64 = run
+                .windows
+                .iter()
+                .filter(|w| {
+                    w.start_s + EPSILON >= kill + 1.0
+                        && w.start_s + run.window_s <= restart + EPSILON
+                })
+                .map(|w| w.endpoints.get(&pod).copied().unwrap_or(0))
+                .sum();
+            if answered_while_dead > 0 {
+                return Err(format!(
+                    "{pod} answered {answered_while_dead} calls while it should have been dead: nothing to recover from"
+                ));
+            }
             let expected = context
                 .endpoints
                 .get(&run.variant)
@@ -304,7 +378,7 @@ fn evaluate_one(
             let fair = 1.0 / expected.len().max(1) as f64;
             let back = run.windows.iter().find(|w| {
                 let total: u64 = w.endpoints.values().sum();
-                w.start_s >= restart
+                w.start_s + EPSILON >= restart
                     && total > 0
                     && w.endpoints.get(&pod).copied().unwrap_or(0) as f64 / total as f64
                         >= fair / 2.0
@@ -339,6 +413,14 @@ fn evaluate_one(
             let t = threshold()?;
             if run.keys.is_empty() {
                 return Err("the run sent no keys (load.keys)".into());
+            }
+            // A key called once is trivially sticky: ask for a few calls per key.
+            let calls: u64 = run.keys.values().flat_map(|per| per.values()).sum();
+            if calls < 5 * run.keys.len() as u64 {
+                return Err(format!(
+                    "{calls} calls over {} keys: fewer than 5 per key cannot show stickiness; lengthen the run or use fewer keys",
+                    run.keys.len()
+                ));
             }
             let (usual, all) = run.keys.values().fold((0u64, 0u64), |(u, a), per| {
                 (
@@ -563,6 +645,9 @@ spec:
         ewma.latency.p99_us = 2_000.0;
         let mut limited = run("limited");
         limited.offered_rate = Some(500.0);
+        limited.offered = 2000;
+        limited.ok = 410;
+        limited.limited = 1590;
         limited.windows = vec![
             window(0.0, 110, 0, &[]),
             window(1.0, 101, 0, &[]),
@@ -644,6 +729,19 @@ spec:
     }
 
     #[test]
+    fn a_limit_that_refuses_with_errors_instead_of_429_fails() {
+        let mut runs = good_runs();
+        runs[2].limited = 0;
+        runs[2].failed = 1590;
+        let (passed, measured) = &verdicts(&runs)["limited rate limit accuracy"];
+        assert!(!passed, "{measured}");
+        assert!(measured.contains("refused otherwise"), "{measured}");
+        let mut runs = good_runs();
+        runs[2].limited_without_retry_after = 1590;
+        assert!(!verdicts(&runs)["limited rate limit accuracy"].0);
+    }
+
+    #[test]
     fn a_peak_ewma_no_better_than_round_robin_fails() {
         let mut runs = good_runs();
         runs[1].latency.p99_us = 40_000.0;
@@ -668,6 +766,33 @@ spec:
         runs[0].windows[2].errors = 0;
         runs[0].windows[3].errors = 50;
         assert!(verdicts(&runs)["rr errors after failover"].0);
+    }
+
+    #[test]
+    fn a_kill_that_did_not_take_fails_failover_and_recovery() {
+        let mut runs = good_runs();
+        runs[0].windows[2].endpoints.insert("s-0".into(), 25);
+        let (passed, measured) = &verdicts(&runs)["rr errors after failover"];
+        assert!(!passed, "{measured}");
+        assert!(measured.contains("did not take"), "{measured}");
+        let all = verdicts(&runs);
+        let recovery = all
+            .iter()
+            .find(|(n, _)| n.contains("Recovery") || n.contains("recovery"));
+        assert!(recovery.is_some_and(|(_, (passed, _))| !passed), "{all:?}");
+    }
+
+    #[test]
+    fn too_few_calls_per_key_cannot_show_stickiness() {
+        let mut runs = good_runs();
+        for per in runs[0].keys.values_mut() {
+            per.values_mut().for_each(|n| *n = 1);
+        }
+        let all = verdicts(&runs);
+        let sticky = all
+            .iter()
+            .find(|(_, (_, m))| m.contains("fewer than 5 per key"));
+        assert!(sticky.is_some_and(|(_, (passed, _))| !passed), "{all:?}");
     }
 
     #[test]

@@ -68,6 +68,13 @@ impl EndpointProcess {
         }
     }
 
+    /// Whether its process is alive.
+    fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.check_running().is_ok())
+    }
+
     fn start(&mut self, binary: &Path) -> Result<(), BenchError> {
         let mut command = Command::new(binary);
         command
@@ -83,6 +90,36 @@ impl EndpointProcess {
         harness::wait_for_http(&mut child, self.http, "/", Duration::from_secs(20))?;
         self.child = Some(child);
         Ok(())
+    }
+}
+
+/// Ports handed out in this run. A free port stays free only until something binds it,
+/// so ports picked in a batch are checked against each other.
+#[derive(Debug, Default)]
+struct Ports(std::collections::HashSet<u16>);
+
+impl Ports {
+    fn unique(
+        &mut self,
+        pick: impl Fn() -> Result<SocketAddr, BenchError>,
+    ) -> Result<SocketAddr, BenchError> {
+        for _ in 0..100 {
+            let addr = pick()?;
+            if self.0.insert(addr.port()) {
+                return Ok(addr);
+            }
+        }
+        Err(BenchError::Scenario(
+            "no unused loopback port in 100 tries".into(),
+        ))
+    }
+
+    fn tcp(&mut self) -> Result<SocketAddr, BenchError> {
+        self.unique(free_tcp_port)
+    }
+
+    fn udp_and_tcp(&mut self) -> Result<SocketAddr, BenchError> {
+        self.unique(free_udp_and_tcp_port)
     }
 }
 
@@ -128,6 +165,7 @@ pub fn run_scenario(
             .map_or_else(|| "site-1".to_string(), |n| n.site.clone())
     };
 
+    let mut ports = Ports::default();
     // The endpoints, started.
     let mut services = Vec::new();
     for service in &spec.services {
@@ -150,9 +188,9 @@ pub fn run_scenario(
                     pod: pod_name(&service.name, index),
                     node: group.node.clone(),
                     site: site_of(&group.node),
-                    http: free_tcp_port()?,
-                    tcp: free_tcp_port()?,
-                    udp: free_udp_and_tcp_port()?,
+                    http: ports.tcp()?,
+                    tcp: ports.tcp()?,
+                    udp: ports.udp_and_tcp()?,
                     behaviour: behaviour.clone(),
                     child: None,
                 };
@@ -194,7 +232,7 @@ pub fn run_scenario(
             .collect();
         harness::write_placed_identities(&identities, &placed)?;
         for node in &spec.nodes {
-            let tunnel = free_udp_and_tcp_port()?;
+            let tunnel = ports.udp_and_tcp()?;
             let advertised = if node.behind_nat {
                 let hole = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
                     .map_err(io_error("cannot bind a black-hole UDP socket"))?;
@@ -252,7 +290,7 @@ pub fn run_scenario(
                     policy.clone(),
                 ));
             }
-            mesh_listeners[i] = Some(free_tcp_port()?);
+            mesh_listeners[i] = Some(ports.tcp()?);
         }
         drop(guard);
         let manifests = harness::write_manifests(dir, "scenario.yaml", &objects)?;
@@ -338,7 +376,7 @@ pub fn run_scenario(
                     )));
                 }
             };
-            let listen = free_tcp_port()?;
+            let listen = ports.tcp()?;
             config.push_str(&format!(
                 "\nlisten v{i}\n    mode {mode}\n    bind {listen}\n    balance roundrobin\n"
             ));
@@ -472,19 +510,37 @@ pub fn run_scenario(
             let spec_run = load_spec(&load, target.protocol, call.clone(), load.duration, rate);
             // Events happen in the first step of each variant they name.
             let events = if step == 0 {
-                start_events(scenario, target, endpoints.clone(), binary.clone())
+                // The open loop starts its schedule 50 ms after it is called.
+                let lead = match load.mode {
+                    LoadMode::Open => Duration::from_millis(50),
+                    LoadMode::Closed => Duration::ZERO,
+                };
+                start_events(scenario, target, endpoints.clone(), binary.clone(), lead)
             } else {
                 None
             };
-            let run = runtime
-                .block_on(generator::run(target.addr, &spec_run, &target.spec.name))
-                .map_err(|e| BenchError::Scenario(e.to_string()));
+            let run = runtime.block_on(generator::run(target.addr, &spec_run, &target.spec.name));
             if let Some(events) = events {
-                let _ = events.join();
+                match events.join() {
+                    Ok(problems) => report.notes.extend(problems),
+                    Err(_) => report
+                        .notes
+                        .push(format!("{}: the event thread panicked", target.spec.name)),
+                }
             }
-            let run = run?;
-            progress(&format!("  {}", summary_line(&run)));
-            report.runs.push(run);
+            match run {
+                Ok(run) => {
+                    progress(&format!("  {}", summary_line(&run)));
+                    report.runs.push(run);
+                }
+                // A run that overran fails its variant; the other variants still run.
+                Err(error) => report.checks.push(CheckOutcome {
+                    name: format!("variant `{}` ran", target.spec.name),
+                    measured: error.to_string(),
+                    bound: "finishes within its duration and grace".into(),
+                    passed: false,
+                }),
+            }
         }
     }
     let (outcomes, figures) =
@@ -592,7 +648,9 @@ async fn wait_ready(target: &Target, call: &CallSpec) -> Result<(), BenchError> 
 fn restore(endpoints: &Endpoints, binary: &Path) -> Result<(), BenchError> {
     let mut guard = lock(endpoints);
     for endpoint in guard.iter_mut().flatten() {
-        if endpoint.child.is_none() {
+        if !endpoint.is_running() {
+            // Killed by an event, or crashed: start it afresh on its ports.
+            endpoint.child = None;
             endpoint.start(binary)?;
         }
     }
@@ -606,7 +664,8 @@ fn start_events(
     target: &Target,
     endpoints: Endpoints,
     binary: PathBuf,
-) -> Option<std::thread::JoinHandle<()>> {
+    lead: Duration,
+) -> Option<std::thread::JoinHandle<Vec<String>>> {
     let mut events: Vec<(Duration, EventAction, usize, usize)> = scenario
         .spec
         .events
@@ -631,9 +690,10 @@ fn start_events(
         return None;
     }
     events.sort_by_key(|e| e.0);
-    // The generator starts its schedule 50 ms after it is called.
-    let started = Instant::now() + Duration::from_millis(50);
+    let started = Instant::now() + lead;
+    let variant = target.spec.name.clone();
     Some(std::thread::spawn(move || {
+        let mut problems = Vec::new();
         for (at, action, service, endpoint) in events {
             std::thread::sleep((started + at).saturating_duration_since(Instant::now()));
             let mut guard = lock(&endpoints);
@@ -643,13 +703,22 @@ fn start_events(
             match action {
                 // Dropping the child kills and reaps it.
                 EventAction::Kill => process.child = None,
+                EventAction::Restart if process.is_running() => problems.push(format!(
+                    "{variant}: restart of {} at {at:?} skipped: it was running",
+                    process.pod
+                )),
                 EventAction::Restart => {
                     if let Err(error) = process.start(&binary) {
                         tracing::warn!(%error, pod = %process.pod, "cannot restart the endpoint");
+                        problems.push(format!(
+                            "{variant}: restart of {} at {at:?} failed: {error}",
+                            process.pod
+                        ));
                     }
                 }
             }
         }
+        problems
     }))
 }
 

@@ -11,9 +11,25 @@ use serde::Deserialize;
 
 use crate::echo::parse_duration;
 use crate::generator::Protocol;
+use crate::generator::load::{MAX_OPEN_CALLS, MIN_RATE};
 
 /// The profiles a scenario can run in.
 pub const PROFILES: [&str; 2] = ["ci", "full"];
+/// The largest payload of a call.
+const MAX_PAYLOAD: usize = 1 << 20;
+/// The largest UDP payload: a datagram, less the echo's pod-name prefix.
+const MAX_UDP_PAYLOAD: usize = 60_000;
+
+/// Whether `name` is a DNS label: lowercase letters, digits and `-`, not at the ends.
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
 
 /// Why a scenario was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -514,6 +530,12 @@ impl Scenario {
         }
         let mut nodes = BTreeSet::new();
         for (i, node) in spec.nodes.iter().enumerate() {
+            if !is_label(&node.name) || !is_label(&node.site) {
+                return Err(format!(
+                    "spec.nodes[{i}]: `{}` in `{}`: names and sites are DNS labels (a-z, 0-9, `-`)",
+                    node.name, node.site
+                ));
+            }
             if !nodes.insert(node.name.as_str()) {
                 return Err(format!("spec.nodes[{i}].name: `{}` twice", node.name));
             }
@@ -526,6 +548,13 @@ impl Scenario {
         }
         let mut services = BTreeSet::new();
         for (i, service) in spec.services.iter().enumerate() {
+            // `-v<N>` is appended to name each variant's Service.
+            if !is_label(&service.name) || service.name.len() > 55 {
+                return Err(format!(
+                    "spec.services[{i}].name: `{}` must be a DNS label (a-z, 0-9, `-`) of at most 55 characters",
+                    service.name
+                ));
+            }
             if !services.insert(service.name.as_str()) {
                 return Err(format!("spec.services[{i}].name: `{}` twice", service.name));
             }
@@ -557,10 +586,57 @@ impl Scenario {
                     "spec.load.rates: an open loop needs rates ({profile})"
                 ));
             }
-            if load.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+            for rate in &load.rates {
+                if !(rate.is_finite() && *rate >= MIN_RATE) {
+                    return Err(format!(
+                        "spec.load.rates: {rate} is not a rate of at least {MIN_RATE} calls/s ({profile})"
+                    ));
+                }
+                let calls = rate * load.duration.as_secs_f64();
+                if !(1.0..=MAX_OPEN_CALLS as f64).contains(&calls) {
+                    return Err(format!(
+                        "spec.load.rates: {rate}/s for {:?} makes {calls:.0} calls; between 1 and {MAX_OPEN_CALLS} ({profile})",
+                        load.duration
+                    ));
+                }
+            }
+            if load.window < Duration::from_millis(10) || load.window > load.duration {
                 return Err(format!(
-                    "spec.load.rates: every rate must be positive ({profile})"
+                    "spec.load.window: at least 10ms and at most the duration ({profile})"
                 ));
+            }
+            if load.timeout.is_zero() || load.timeout > Duration::from_secs(60) {
+                return Err("spec.load.timeout: more than 0 and at most 60s".into());
+            }
+            if load.warmup > Duration::from_secs(60) {
+                return Err("spec.load.warmup: at most 60s".into());
+            }
+            for (i, event) in spec.events.iter().enumerate() {
+                if parse_duration(&event.at).is_ok_and(|at| at >= load.duration) {
+                    return Err(format!(
+                        "spec.events[{i}].at: {} is not within a run of {:?} ({profile})",
+                        event.at, load.duration
+                    ));
+                }
+            }
+            for (i, check) in spec.checks.iter().enumerate() {
+                for name in [
+                    &check.variant,
+                    &check.slower,
+                    &check.faster,
+                    &check.before,
+                    &check.after,
+                    &check.baseline,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if !self.variants_in(profile).any(|v| &v.name == name) {
+                        return Err(format!(
+                            "spec.checks[{i}]: variant `{name}` does not run in profile {profile}"
+                        ));
+                    }
+                }
             }
             if load.connections == 0 || load.concurrency == 0 {
                 return Err("spec.load: connections and concurrency must be at least 1".into());
@@ -569,6 +645,31 @@ impl Scenario {
                 return Err(format!(
                     "spec.load.duration: more than 0 and at most 10 minutes ({profile})"
                 ));
+            }
+        }
+        let load = &spec.load;
+        if !load.path.starts_with('/') {
+            return Err(format!("spec.load.path: `{}` must start with /", load.path));
+        }
+        let max_payload = if spec.services.iter().any(|s| s.protocol == Protocol::Udp) {
+            MAX_UDP_PAYLOAD
+        } else {
+            MAX_PAYLOAD
+        };
+        if load.payload > max_payload {
+            return Err(format!(
+                "spec.load.payload: at most {max_payload} bytes for these protocols"
+            ));
+        }
+        if let Some(keys) = &load.keys {
+            if http::HeaderName::from_bytes(keys.header.as_bytes()).is_err() {
+                return Err(format!(
+                    "spec.load.keys.header: `{}` is not an HTTP header name",
+                    keys.header
+                ));
+            }
+            if keys.count == 0 {
+                return Err("spec.load.keys.count: at least 1".into());
             }
         }
         if spec.variants.is_empty() {
@@ -603,8 +704,20 @@ impl Scenario {
             if variant.via != Via::Mesh && variant.policy.is_some() {
                 return Err(format!("{at}.policy: only a `mesh` variant has a policy"));
             }
-            if variant.via == Via::Haproxy && service.protocol == Protocol::Udp {
-                return Err(format!("{at}.via: HAProxy does not balance UDP"));
+            if variant.via == Via::Haproxy
+                && !matches!(service.protocol, Protocol::Http1 | Protocol::Tcp)
+            {
+                return Err(format!(
+                    "{at}.via: HAProxy is compared over http1 and tcp, not {}",
+                    service.protocol.name()
+                ));
+            }
+            for profile in variant.profiles.iter().flatten() {
+                if !spec.profiles.contains(profile) {
+                    return Err(format!(
+                        "{at}.profiles: `{profile}` is not one of the scenario's profiles"
+                    ));
+                }
             }
         }
         for (i, event) in spec.events.iter().enumerate() {
@@ -619,6 +732,20 @@ impl Scenario {
             for name in event.variants.iter().flatten() {
                 if !variants.contains(name.as_str()) {
                     return Err(format!("{at}.variants: no variant `{name}`"));
+                }
+            }
+            if event.action == EventAction::Restart {
+                let at_time = parse_duration(&event.at).unwrap_or_default();
+                let killed_before = spec.events.iter().any(|k| {
+                    k.action == EventAction::Kill
+                        && k.service == event.service
+                        && k.endpoint == event.endpoint
+                        && parse_duration(&k.at).is_ok_and(|t| t < at_time)
+                });
+                if !killed_before {
+                    return Err(format!(
+                        "{at}: a restart needs a kill of the same endpoint before it"
+                    ));
                 }
             }
         }
@@ -712,9 +839,58 @@ spec:
                 GOOD.replace("node: node-a", "node: node-z"),
                 "no node `node-z`",
             ),
+            (GOOD.replace("variant: rr", "variant: rrr"), "variant `rrr`"),
             (
-                GOOD.replace("variant: rr", "variant: rrr"),
-                "no variant `rrr`",
+                GOOD.replace(
+                    "    duration: 10s\n",
+                    "    duration: 10s\n    path: status\n",
+                ),
+                "must start with /",
+            ),
+            (
+                GOOD.replace(
+                    "    duration: 10s\n",
+                    "    duration: 10s\n    payload: 9999999\n",
+                ),
+                "spec.load.payload",
+            ),
+            (
+                GOOD.replace(
+                    "    duration: 10s\n",
+                    "    duration: 10s\n    keys: {header: \"x y\", count: 3}\n",
+                ),
+                "not an HTTP header name",
+            ),
+            (
+                GOOD.replace(
+                    "  checks:",
+                    "  events:\n  - {at: 1s, action: restart, endpoint: 0}\n  checks:",
+                ),
+                "needs a kill",
+            ),
+            (
+                GOOD.replace(
+                    "  checks:",
+                    "  events:\n  - {at: 5s, action: kill, endpoint: 0}\n  checks:",
+                ),
+                "not within a run",
+            ),
+            (
+                GOOD.replace(
+                    "{name: direct, via: direct,",
+                    "{name: direct, via: haproxy,",
+                )
+                .replace("protocol: http1", "protocol: grpc"),
+                "HAProxy is compared",
+            ),
+            (
+                GOOD.replace("variant: rr,", "variant: direct,"),
+                "does not run in profile ci",
+            ),
+            (
+                GOOD.replace("node: node-a, replicas", "node: ../x, replicas")
+                    .replace("  services:", "  nodes: [{name: ../x}]\n  services:"),
+                "DNS labels",
             ),
             (
                 GOOD.replace("profiles: [ci, full]", "profiles: [nightly]"),
