@@ -248,7 +248,18 @@ impl Inner {
 
     /// The link to `peer`: an existing one, or the outcome of one dial shared by every
     /// caller that waited for it.
-    pub(crate) async fn connect(
+    ///
+    /// Boxed as `Send` by name: the dial may reach a relay through `connect` again, a
+    /// recursion whose future the compiler cannot prove `Send` by inference.
+    pub(crate) fn connect<'a>(
+        self: &'a Arc<Self>,
+        peer: &'a NodeName,
+        use_: Use,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Link, OpenError>> + Send + 'a>> {
+        Box::pin(self.connect_inner(peer, use_))
+    }
+
+    async fn connect_inner(
         self: &Arc<Self>,
         peer: &NodeName,
         use_: Use,
@@ -265,6 +276,25 @@ impl Inner {
             return Ok(link);
         }
         let seen = state.dials_done.load(Ordering::Acquire);
+        // The dial runs in a task of its own: a caller that gives up (a connect timeout
+        // shorter than the direct attempts plus the relays) must not cancel it halfway,
+        // or a peer reachable only through a relay is never reached. Its link is
+        // adopted either way, for the next caller.
+        let inner = Arc::clone(self);
+        let peer = peer.clone();
+        tokio::spawn(async move { inner.dial_shared(&state, &peer, seen).await })
+            .await
+            .unwrap_or(Err(OpenError::Closed))
+    }
+
+    /// [`Self::connect`]'s dial, under the peer's dial lock: one dial at a time, its
+    /// outcome shared by every caller that waited for it.
+    async fn dial_shared(
+        self: &Arc<Self>,
+        state: &Arc<PeerState>,
+        peer: &NodeName,
+        seen: u64,
+    ) -> Result<Link, OpenError> {
         let mut dial = state.dial.lock().await;
         if let Some(link) = state.best() {
             link.touch();

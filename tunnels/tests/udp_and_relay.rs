@@ -108,6 +108,39 @@ async fn relayed_cluster(
 }
 
 #[tokio::test]
+async fn a_caller_that_gives_up_before_the_relay_does_not_cancel_the_dial() {
+    init_logs();
+    // The direct attempt to the black hole takes the whole connect timeout (700 ms);
+    // a caller that waits less gives up before any relay is tried. The dial must go
+    // on without it, so the next caller finds the relayed link (the mesh's connect
+    // timeout equals the tunnel's by default: without this, a NATed peer is never
+    // reached).
+    let (_cluster, _relays, a, _b, _hole) = relayed_cluster(&["cloud-relay"]).await;
+    let echo = tcp_echo().await;
+    let impatient = tokio::time::timeout(
+        Duration::from_millis(300),
+        a.open(&name("edge-b"), proxy(echo)),
+    )
+    .await;
+    assert!(impatient.is_err(), "the first caller gave up");
+    eventually(
+        Duration::from_secs(5),
+        "the abandoned dial links through the relay",
+        || {
+            a.health(&name("edge-b"))
+                .iter()
+                .any(|h| h.up && matches!(h.path, LinkPath::Relayed { .. }))
+        },
+    )
+    .await;
+    let payload = vec![7u8; 10_000];
+    assert_eq!(
+        echo_through(&a, &name("edge-b"), echo, &payload).await,
+        payload
+    );
+}
+
+#[tokio::test]
 async fn nodes_that_cannot_dial_each_other_talk_through_a_relay() {
     init_logs();
     let (_cluster, relays, a, b, _hole) = relayed_cluster(&["cloud-relay"]).await;
