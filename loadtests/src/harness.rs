@@ -553,6 +553,37 @@ pub fn write_manifests(
     Ok(manifests)
 }
 
+/// The `causeway node` command of a benchmark node: state in `dir/state-<name>`, its
+/// identity in `identities/<name>`, fed from `manifests`, the tunnel on `tunnel`, no
+/// proxy, SOCKS, admin or DNS listener (callers add `--service` listeners), loopback
+/// endpoints allowed, logging warnings without colour.
+pub fn node_command(
+    binary: &Path,
+    name: &str,
+    site: &str,
+    dir: &Path,
+    identities: &Path,
+    manifests: &Path,
+    tunnel: SocketAddr,
+) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["node", "--name", name, "--site", site])
+        .arg("--state-dir")
+        .arg(dir.join(format!("state-{name}")))
+        .arg("--identity-dir")
+        .arg(identities.join(name))
+        .arg("--manifests")
+        .arg(manifests)
+        .args(["--tunnel-listen", &tunnel.to_string()])
+        .args(["--http-proxy", "off", "--socks", "off", "--admin", "off"])
+        .args(["--dns", "off"])
+        .arg("--allow-loopback-endpoints")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1");
+    command
+}
+
 /// GETs `path` from `addr` with a deadline, on a runtime of its own (the benchmarks
 /// drive processes and are not async).
 pub fn get_blocking(

@@ -836,21 +836,7 @@ pub fn run(
         listeners.push((name, free_tcp_port()?));
     }
     let node_command = |name: &str, tunnel: SocketAddr| {
-        let mut command = Command::new(binary);
-        command
-            .args(["node", "--name", name, "--site", SITE])
-            .arg("--state-dir")
-            .arg(dir.join(format!("state-{name}")))
-            .arg("--identity-dir")
-            .arg(identities.join(name))
-            .arg("--manifests")
-            .arg(&manifests)
-            .args(["--tunnel-listen", &tunnel.to_string()])
-            .args(["--http-proxy", "off", "--socks", "off", "--admin", "off"])
-            .args(["--dns", "off"])
-            .arg("--allow-loopback-endpoints")
-            .env("RUST_LOG", "warn");
-        command
+        harness::node_command(binary, name, SITE, dir, &identities, &manifests, tunnel)
     };
     let mut command_a = node_command(NODE_A, tunnel_a);
     for (name, addr) in &listeners {

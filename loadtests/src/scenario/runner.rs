@@ -302,21 +302,15 @@ pub fn run_scenario(
             .map(|(n, t)| format!("{}={t}", n.name))
             .collect();
         for (node, tunnel) in spec.nodes.iter().zip(&tunnels) {
-            let mut command = Command::new(binary);
-            command
-                .args(["node", "--name", &node.name, "--site", &node.site])
-                .arg("--state-dir")
-                .arg(dir.join(format!("state-{}", node.name)))
-                .arg("--identity-dir")
-                .arg(identities.join(&node.name))
-                .arg("--manifests")
-                .arg(&manifests)
-                .args(["--tunnel-listen", &tunnel.to_string()])
-                .args(["--http-proxy", "off", "--socks", "off", "--admin", "off"])
-                .args(["--dns", "off"])
-                .arg("--allow-loopback-endpoints")
-                .env("RUST_LOG", "warn")
-                .env("NO_COLOR", "1");
+            let mut command = harness::node_command(
+                binary,
+                &node.name,
+                &node.site,
+                dir,
+                &identities,
+                &manifests,
+                *tunnel,
+            );
             for relay in relays
                 .iter()
                 .filter(|r| !r.starts_with(&format!("{}=", node.name)))
