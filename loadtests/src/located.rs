@@ -39,3 +39,17 @@ pub fn decode_one<T: DeserializeOwned>(source: &Source, what: &str) -> Result<T,
         )
     })
 }
+
+/// Checks a document's `apiVersion` and `kind` against the ones expected.
+pub fn check_kind(api_version: &str, kind: &str, expected_kind: &str) -> Result<(), String> {
+    if kind == expected_kind && api_version == API_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected apiVersion {API_VERSION}, kind {expected_kind}; found {api_version} {kind}"
+        ))
+    }
+}
+
+/// The apiVersion of Causeway's own operator files (topologies, scenarios).
+pub const API_VERSION: &str = "causeway.dev/v1alpha1";

@@ -152,12 +152,7 @@ impl Topology {
         };
         let file: TopologyFile =
             crate::located::decode_one(source, "a `kind: Topology` document").map_err(fail)?;
-        if file.kind != "Topology" || file.api_version != "causeway.dev/v1alpha1" {
-            return Err(fail(format!(
-                "expected apiVersion causeway.dev/v1alpha1, kind Topology; found {} {}",
-                file.api_version, file.kind
-            )));
-        }
+        crate::located::check_kind(&file.api_version, &file.kind, "Topology").map_err(fail)?;
         let _ = file.metadata;
         file.spec.check().map_err(fail)?;
         Ok(file.spec)

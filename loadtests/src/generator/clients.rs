@@ -137,22 +137,8 @@ impl Connection {
                 tokio::spawn(connection);
                 Ok(Self::Http1(sender))
             }
-            Protocol::Http2 => {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                        .await
-                        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-                tokio::spawn(connection);
-                Ok(Self::Http2(sender))
-            }
-            Protocol::Grpc => {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                        .await
-                        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-                tokio::spawn(connection);
-                Ok(Self::Grpc(sender))
-            }
+            Protocol::Http2 => Ok(Self::Http2(h2_handshake(tcp).await?)),
+            Protocol::Grpc => Ok(Self::Grpc(h2_handshake(tcp).await?)),
             Protocol::Tcp => {
                 let mut stream = BufReader::new(tcp);
                 let mut greeting = String::new();
@@ -286,6 +272,23 @@ impl Connection {
             }
         }
     }
+}
+
+/// An HTTP/2 prior-knowledge (h2c) connection over `tcp`, driven by a task of its own.
+async fn h2_handshake<B>(
+    tcp: TcpStream,
+) -> Result<hyper::client::conn::http2::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 fn http_request(

@@ -416,12 +416,7 @@ impl Scenario {
         };
         let file: ScenarioFile =
             crate::located::decode_one(source, "a `kind: Scenario` document").map_err(fail)?;
-        if file.kind != "Scenario" || file.api_version != "causeway.dev/v1alpha1" {
-            return Err(fail(format!(
-                "expected apiVersion causeway.dev/v1alpha1, kind Scenario; found {} {}",
-                file.api_version, file.kind
-            )));
-        }
+        crate::located::check_kind(&file.api_version, &file.kind, "Scenario").map_err(fail)?;
         let scenario = Self {
             name: file.metadata.name,
             file: source.name().to_string(),
